@@ -1,0 +1,228 @@
+"""What ``self.log`` stores: values kept on the device, reduced at epoch end, synced only when asked.
+
+A logged key lives in a ``_Results`` collection (one for training, one for the running evaluation).
+``_MetricStore`` turns the collection into the three dicts users read:
+``trainer.callback_metrics``, ``trainer.logged_metrics`` and ``trainer.progress_bar_metrics``.
+"""
+
+from __future__ import annotations
+
+from numbers import Number
+from typing import Any, Callable
+
+import torch
+
+from ember.utilities.exceptions import MisconfigurationException
+
+# fx -> (on_step allowed, on_epoch allowed, default on_step, default on_epoch)
+_TRAIN_STEP = (True, True, True, False)
+_EVAL_STEP = (True, True, False, True)
+_EPOCH_ONLY = (False, True, False, True)
+_FX_RULES: dict[str, tuple[bool, bool, bool, bool]] = {
+    **dict.fromkeys(("training_step", "on_train_batch_start", "on_train_batch_end", "on_before_backward",
+                     "backward", "on_after_backward", "on_before_optimizer_step", "on_before_zero_grad",
+                     "optimizer_step", "optimizer_zero_grad", "lr_scheduler_step", "configure_gradient_clipping",
+                     "clip_gradients"), _TRAIN_STEP),
+    **dict.fromkeys(("validation_step", "on_validation_batch_start", "on_validation_batch_end", "test_step",
+                     "on_test_batch_start", "on_test_batch_end"), _EVAL_STEP),
+    **dict.fromkeys(("on_train_start", "on_train_epoch_start", "on_train_epoch_end", "on_validation_start",
+                     "on_validation_epoch_start", "on_validation_epoch_end", "on_test_start",
+                     "on_test_epoch_start", "on_test_epoch_end"), _EPOCH_ONLY),
+}
+_REDUCE_FX: dict[Any, str] = {"mean": "mean", "avg": "mean", torch.mean: "mean", "max": "max", torch.max: "max",
+                              "min": "min", torch.min: "min", "sum": "sum", torch.sum: "sum"}
+
+
+def _is_metric(value: Any) -> bool:
+    """A torchmetrics ``Metric`` (duck-typed so torchmetrics is never imported here)."""
+    return hasattr(value, "_forward_cache") and hasattr(value, "compute") and hasattr(value, "reset")
+
+
+def _extract_batch_size(batch: Any) -> int:
+    if isinstance(batch, torch.Tensor):
+        return 1 if batch.ndim == 0 else batch.size(0)
+    if isinstance(batch, (str, bytes)):
+        return len(batch)
+    if isinstance(batch, dict):
+        batch = list(batch.values())
+    if isinstance(batch, (list, tuple)):
+        for item in batch:
+            size = _extract_batch_size(item)
+            if size:
+                return size
+    return 0
+
+
+class _Entry:
+    """One logged key: its options and its running reduction."""
+
+    __slots__ = ("name", "on_step", "on_epoch", "reduce", "prog_bar", "logger", "sync", "forked", "total",
+                 "weight", "step_value", "metric", "computed")
+
+    def __init__(self, name: str, on_step: bool, on_epoch: bool, reduce: str, prog_bar: bool, logger: bool,
+                 sync: Callable[[torch.Tensor, str], torch.Tensor] | None) -> None:
+        self.name, self.on_step, self.on_epoch, self.reduce = name, on_step, on_epoch, reduce
+        self.prog_bar, self.logger, self.sync = prog_bar, logger, sync
+        self.forked = on_step and on_epoch
+        self.total: torch.Tensor | None = None
+        self.weight = 0
+        self.step_value: torch.Tensor | None = None
+        self.metric: Any = None
+        self.computed: torch.Tensor | None = None
+
+    def update(self, value: torch.Tensor, batch_size: int) -> None:
+        if self.sync is not None and self.on_step:
+            value = self.sync(value, self.reduce)
+        self.step_value = value
+        self.computed = None
+        if not self.on_epoch:
+            return
+        if self.reduce == "mean":
+            weighted = value * batch_size
+            self.total = weighted if self.total is None else self.total + weighted
+            self.weight += batch_size
+        elif self.total is None:
+            self.total = value
+        elif self.reduce == "sum":
+            self.total = self.total + value
+        else:
+            self.total = torch.maximum(self.total, value) if self.reduce == "max" else torch.minimum(self.total, value)
+
+    def compute(self) -> torch.Tensor:
+        if self.computed is None:
+            if self.metric is not None:
+                self.computed = self.metric.compute().detach()
+                self.metric.reset()
+            elif self.reduce == "mean":
+                total, weight = self.total, self.weight
+                if self.sync is not None:  # a weighted mean across processes: sum both parts, then divide
+                    total = self.sync(total, "sum")
+                    weight = self.sync(torch.tensor(float(weight), device=total.device), "sum")
+                self.computed = total / weight
+            else:
+                self.computed = self.total if self.sync is None else self.sync(self.total, self.reduce)
+        return self.computed
+
+
+class _Results:
+    """The keys logged in one loop (training, or one evaluation run)."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, _Entry] = {}
+        self.batch: Any = None
+        self._batch_size: int | None = None
+        self.dataloader_idx: int | None = None
+        self.dataloader_keys: dict[int | None, set[str]] = {}
+
+    def new_batch(self, batch: Any, dataloader_idx: int | None = None) -> None:
+        self.batch, self._batch_size, self.dataloader_idx = batch, None, dataloader_idx
+
+    def _current_batch_size(self) -> int:
+        if self._batch_size is None:
+            self._batch_size = _extract_batch_size(self.batch) or 1
+        return self._batch_size
+
+    def log(self, fx: str, name: str, value: Any, *, prog_bar: bool, logger: bool, on_step: bool, on_epoch: bool,
+            reduce_fx: Any, add_dataloader_idx: bool, batch_size: int | None,
+            sync: Callable[[torch.Tensor, str], torch.Tensor] | None) -> None:
+        if add_dataloader_idx and self.dataloader_idx is not None:
+            name = f"{name}/dataloader_idx_{self.dataloader_idx}"
+        key = f"{fx}.{name}"
+        entry = self.entries.get(key)
+        if entry is None:
+            reduce = _REDUCE_FX.get(reduce_fx)
+            if reduce is None:
+                raise MisconfigurationException(
+                    f"self.log({name!r}, ..., reduce_fx={reduce_fx!r}) is not supported; use 'mean', 'max', "
+                    "'min' or 'sum' (or log a torchmetrics Metric for other reductions).")
+            entry = self.entries[key] = _Entry(name, on_step, on_epoch, reduce, prog_bar, logger, sync)
+            self.dataloader_keys.setdefault(self.dataloader_idx, set()).add(key)
+        if _is_metric(value):
+            entry.metric = value
+            entry.step_value = value._forward_cache
+            entry.computed = None
+            return
+        if entry.on_epoch and entry.reduce == "mean" and batch_size is None:
+            batch_size = self._current_batch_size()
+        entry.update(value, batch_size or 1)
+
+    def metrics(self, on_step: bool, dataloader_idx: Any = "all") -> tuple[dict, dict, dict]:
+        """(logged, callback, progress bar) dicts of step values or of epoch reductions."""
+        logged: dict[str, torch.Tensor] = {}
+        callback: dict[str, torch.Tensor] = {}
+        pbar: dict[str, torch.Tensor] = {}
+        keys = self.entries if dataloader_idx == "all" else self.dataloader_keys.get(dataloader_idx, ())
+        for key in keys:
+            entry = self.entries[key]
+            if on_step:
+                if not entry.on_step or entry.step_value is None:
+                    continue
+                value, name = entry.step_value, entry.name + "_step" if entry.forked else entry.name
+            else:
+                if not entry.on_epoch or (entry.total is None and entry.metric is None):
+                    continue
+                value, name = entry.compute(), entry.name + "_epoch" if entry.forked else entry.name
+            if entry.logger:
+                logged[name] = value
+            callback[entry.name] = callback[name] = value
+            if entry.prog_bar:
+                pbar[name] = value
+        return logged, callback, pbar
+
+
+class _MetricStore:
+    """The trainer's view of what was logged: callback, logged and progress-bar metrics."""
+
+    def __init__(self) -> None:
+        self.results: _Results | None = None
+        self.callback: dict[str, torch.Tensor] = {}
+        self.logged: dict[str, torch.Tensor] = {}
+        self.pbar: dict[str, Any] = {}
+
+    def reset(self) -> None:
+        self.callback, self.logged, self.pbar = {}, {}, {}
+
+    def collect(self, on_step: bool, dataloader_idx: Any = "all") -> dict[str, torch.Tensor]:
+        """Fold the active results into the three dicts; return what loggers should receive."""
+        assert self.results is not None
+        logged, callback, pbar = self.results.metrics(on_step, dataloader_idx)
+        self.callback.update(callback)
+        self.logged.update(logged)
+        self.pbar.update(pbar)
+        return logged
+
+    def progress_bar_metrics(self) -> dict[str, float]:
+        # Converting here, when a progress bar asks, keeps the training step free of host syncs.
+        return {k: v.item() if isinstance(v, torch.Tensor) and v.numel() == 1 else v for k, v in self.pbar.items()}
+
+
+def _to_tensor(name: str, value: Any, device: torch.device) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"self.log({name!r}, value) needs a scalar, but got a tensor of shape "
+                             f"{tuple(value.shape)}; log value.mean() or each element under its own name.")
+        value = value.detach().squeeze()
+        return value.float() if value.dtype in (torch.float16, torch.bfloat16) or not value.is_floating_point() \
+            else value
+    if isinstance(value, Number) and not isinstance(value, complex):
+        return torch.tensor(float(value), device=device, dtype=torch.get_default_dtype())
+    raise ValueError(f"self.log({name!r}, value) got a {type(value).__name__}; log a Python number, a scalar "
+                     "tensor or a torchmetrics Metric (use self.log_dict for a dict).")
+
+
+def _check_fx(fx: str | None, name: str, on_step: bool | None, on_epoch: bool | None) -> tuple[bool, bool]:
+    """The (on_step, on_epoch) that ``self.log`` uses in hook ``fx``; raises where logging is not allowed."""
+    rules = _FX_RULES.get(fx or "")
+    if rules is None:
+        raise MisconfigurationException(
+            f"self.log({name!r}, ...) was called in `{fx}`, where logging is not supported; log from a *_step "
+            "method, a *_batch_start/end hook or a *_epoch_start/end hook instead.")
+    step_ok, epoch_ok, default_step, default_epoch = rules
+    on_step = default_step if on_step is None else on_step
+    on_epoch = default_epoch if on_epoch is None else on_epoch
+    if on_step and not step_ok:
+        raise MisconfigurationException(f"self.log({name!r}, on_step=True) is not allowed in `{fx}`: the hook runs "
+                                        "once per epoch; use on_step=False.")
+    if not on_epoch and not epoch_ok:
+        raise MisconfigurationException(f"self.log({name!r}, on_epoch=False) is not allowed in `{fx}`.")
+    return on_step, on_epoch

@@ -1,0 +1,226 @@
+"""Optimizers and schedulers: ``configure_optimizers`` parsing, the training closure, clipping, stepping."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+import torch
+from torch.optim import Optimizer
+
+from ember.utilities.exceptions import MisconfigurationException
+from ember.utilities.rank_zero import rank_zero_warn
+
+if TYPE_CHECKING:
+    from ember.module import LightningModule
+    from ember.trainer.trainer import Trainer
+
+_SCHEDULER_KEYS = {"scheduler", "name", "interval", "frequency", "monitor", "strict", "reduce_on_plateau"}
+
+
+@dataclass
+class LRSchedulerConfig:
+    """How and when one LR scheduler steps."""
+
+    scheduler: Any
+    name: str | None = None
+    interval: str = "epoch"
+    frequency: int = 1
+    reduce_on_plateau: bool = False
+    monitor: str | None = None
+    strict: bool = True
+    opt_idx: int | None = field(default=None, repr=False)
+
+
+def _is_plateau(scheduler: Any) -> bool:
+    return isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+
+
+def _scheduler_config(item: Any, monitor: str | None) -> LRSchedulerConfig:
+    if isinstance(item, Mapping):
+        unknown = set(item) - _SCHEDULER_KEYS
+        if unknown:
+            raise MisconfigurationException(f"configure_optimizers: unknown keys {sorted(unknown)} in the "
+                                            f"lr_scheduler dict; allowed keys are {sorted(_SCHEDULER_KEYS)}.")
+        if "scheduler" not in item:
+            raise MisconfigurationException("configure_optimizers: an lr_scheduler dict needs a 'scheduler' key, "
+                                            "e.g. {'scheduler': StepLR(opt, 10), 'interval': 'epoch'}.")
+        config = dict(item)
+        config.setdefault("monitor", monitor)
+    else:
+        config = {"scheduler": item, "monitor": monitor}
+    if config.get("interval", "epoch") not in ("epoch", "step"):
+        raise MisconfigurationException(f"configure_optimizers: lr_scheduler interval={config['interval']!r} is "
+                                        "not supported; use 'epoch' or 'step'.")
+    config.setdefault("reduce_on_plateau", _is_plateau(config["scheduler"]))
+    if config["reduce_on_plateau"] and config.get("monitor") is None:
+        raise MisconfigurationException(
+            "configure_optimizers: a ReduceLROnPlateau scheduler needs a metric to monitor; return e.g. "
+            "{'optimizer': opt, 'lr_scheduler': scheduler, 'monitor': 'val_loss'}.")
+    return LRSchedulerConfig(**config)
+
+
+def _init_optimizers(module: LightningModule) -> tuple[list[Optimizer], list[LRSchedulerConfig]]:
+    """Call ``configure_optimizers`` and normalise every return format Lightning accepts."""
+    module._current_fx_name = "configure_optimizers"
+    out = module.configure_optimizers()
+    optimizers: list[Any] = []
+    schedulers: list[Any] = []
+    monitor: str | None = None
+    if out is None:
+        rank_zero_warn("configure_optimizers returned None: training runs without an optimizer.")
+        return [], []
+    if isinstance(out, Optimizer):
+        optimizers = [out]
+    elif isinstance(out, Mapping):
+        optimizers, monitor = [out.get("optimizer")], out.get("monitor")
+        schedulers = [out["lr_scheduler"]] if out.get("lr_scheduler") is not None else []
+    elif isinstance(out, (list, tuple)) and len(out) == 2 and isinstance(out[0], (list, tuple)):
+        optimizers = list(out[0])
+        schedulers = list(out[1]) if isinstance(out[1], (list, tuple)) else [out[1]]
+    elif isinstance(out, (list, tuple)) and all(isinstance(o, Mapping) for o in out):
+        for item in out:
+            optimizers.append(item.get("optimizer"))
+            if item.get("lr_scheduler") is not None:
+                schedulers.append(_scheduler_config(item["lr_scheduler"], item.get("monitor")))
+    elif isinstance(out, (list, tuple)):
+        optimizers = list(out)
+    bad = [o for o in optimizers if not isinstance(o, Optimizer)]
+    if not optimizers or bad:
+        raise MisconfigurationException(
+            f"configure_optimizers returned {out!r}, which is not a supported format; return an optimizer, a list "
+            "of optimizers, ([optimizers], [schedulers]), a dict {'optimizer': ..., 'lr_scheduler': ..., "
+            "'monitor': ...} or a list of such dicts.")
+    configs = [s if isinstance(s, LRSchedulerConfig) else _scheduler_config(s, monitor) for s in schedulers]
+    for config in configs:
+        opt = getattr(config.scheduler, "optimizer", None)
+        if opt is not None and all(opt is not o for o in optimizers):
+            raise MisconfigurationException("configure_optimizers: an lr_scheduler wraps an optimizer that was "
+                                            "not returned; return the scheduler's optimizer too.")
+    return optimizers, configs
+
+
+def _clip_gradients(optimizer: Any, clip_val: float | None, algorithm: str | None) -> None:
+    if not clip_val or clip_val <= 0:
+        return
+    params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    if algorithm in (None, "norm"):
+        torch.nn.utils.clip_grad_norm_(params, clip_val)
+    elif algorithm == "value":
+        torch.nn.utils.clip_grad_value_(params, clip_val)
+    else:
+        raise MisconfigurationException(f"gradient_clip_algorithm={algorithm!r} is not supported; use 'norm' or "
+                                        "'value'.")
+
+
+def _do_nothing() -> None:
+    return None
+
+
+class LightningOptimizer:
+    """Wraps a torch optimizer so that ``step`` runs ember's hooks, precision and step counting."""
+
+    def __init__(self, optimizer: Optimizer, trainer: Trainer) -> None:
+        self._optimizer = optimizer
+        self._trainer = trainer
+
+    @property
+    def optimizer(self) -> Optimizer:
+        return self._optimizer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.__dict__["_optimizer"], name)
+
+    def __repr__(self) -> str:
+        return f"LightningOptimizer({self._optimizer!r})"
+
+    def step(self, closure: Callable[[], Any] | None = None, **kwargs: Any) -> Any:
+        """Run ``closure`` (if any), the before-step hooks, then the optimizer's step."""
+        trainer = self._trainer
+        precision = trainer.strategy.precision
+        if closure is None or not trainer.lightning_module.automatic_optimization:
+            closure = _ManualClosure(trainer, self._optimizer, closure or _do_nothing)
+        if precision.scaler is None:
+            out = self._optimizer.step(closure=closure, **kwargs)
+        else:
+            out = precision.optimizer_step(self._optimizer, closure,
+                                           lambda: trainer._after_closure(self._optimizer), **kwargs)
+        trainer._progress.global_step += 1
+        return out
+
+
+class _ManualClosure:
+    """The user's closure, followed by ``on_before_optimizer_step`` (manual optimization)."""
+
+    def __init__(self, trainer: Trainer, optimizer: Optimizer, closure: Callable[[], Any]) -> None:
+        self.trainer, self.optimizer, self.closure = trainer, optimizer, closure
+
+    def __call__(self) -> Any:
+        out = self.closure()
+        if self.trainer.strategy.precision.scaler is None:
+            self.trainer._after_closure(self.optimizer)
+        return out
+
+
+class _TrainingClosure:
+    """What ``optimizer.step(closure)`` runs: training_step, zero_grad, backward, then the before-step hooks."""
+
+    def __init__(self, trainer: Trainer, optimizer: Optimizer, batch: Any, batch_idx: int, zero_grad: bool) -> None:
+        self.trainer, self.optimizer, self.batch, self.batch_idx = trainer, optimizer, batch, batch_idx
+        self.zero_grad = zero_grad
+        self.output: dict[str, Any] = {}
+
+    def __call__(self) -> torch.Tensor | None:
+        trainer = self.trainer
+        module = trainer.lightning_module
+        module._current_fx_name = "training_step"
+        with trainer.strategy.precision.forward_context():
+            output = module.training_step(self.batch, self.batch_idx)
+        loss = _closure_loss(output, trainer.accumulate_grad_batches)
+        self.output = {} if loss is None else (
+            {"loss": loss.detach().clone(), **{k: v for k, v in output.items() if k != "loss"}}
+            if isinstance(output, Mapping) else {"loss": loss.detach().clone()})
+        if self.zero_grad:
+            trainer._zero_grad(self.optimizer, self.batch_idx)
+        if loss is not None:
+            trainer._backward(loss, self.optimizer)
+        if trainer.strategy.precision.scaler is None:
+            trainer._after_closure(self.optimizer)
+        return loss
+
+
+def _closure_loss(output: Any, accumulate: int) -> torch.Tensor | None:
+    if isinstance(output, Mapping):
+        if "loss" not in output:
+            raise MisconfigurationException("training_step returned a dict without a 'loss' key; automatic "
+                                            "optimization needs {'loss': loss, ...}.")
+        loss = output["loss"]
+    elif isinstance(output, torch.Tensor) or output is None:
+        loss = output
+    else:
+        raise MisconfigurationException(f"training_step returned a {type(output).__name__}; return the loss "
+                                        "tensor, a dict with a 'loss' key, or None to skip the batch.")
+    return loss if loss is None or accumulate == 1 else loss / accumulate
+
+
+def _scheduler_step(trainer: Trainer, interval: str, plateau: bool, index: int) -> None:
+    """Step the schedulers of ``interval`` whose frequency divides ``index`` (1-based batch or epoch)."""
+    module = trainer.lightning_module
+    for config in trainer.lr_scheduler_configs:
+        if config.reduce_on_plateau != plateau or config.interval != interval or index % config.frequency:
+            continue
+        metric = None
+        if plateau:
+            metric = trainer.callback_metrics.get(config.monitor)  # type: ignore[arg-type]
+            if metric is None:
+                available = sorted(trainer.callback_metrics)
+                message = (f"ReduceLROnPlateau monitors {config.monitor!r}, which was not logged; available "
+                           f"metrics: {available}. Log it with self.log({config.monitor!r}, ...) or change "
+                           "'monitor'.")
+                if config.strict:
+                    raise MisconfigurationException(message)
+                rank_zero_warn(message + " (strict=False: the scheduler is skipped.)")
+                continue
+        module._current_fx_name = "lr_scheduler_step"
+        module.lr_scheduler_step(config.scheduler, metric)

@@ -1,0 +1,94 @@
+"""The Strategy base: where the model lives, how batches move, and how processes talk to each other."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ember.accelerators import Accelerator, CPUAccelerator
+from ember.precision import Precision
+
+if TYPE_CHECKING:
+    from ember.module import LightningModule
+
+
+def _move_to_device(batch: Any, device: torch.device) -> Any:
+    """Move every tensor (or object with ``.to``) in a nested list/tuple/dict to ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=device.type == "cuda")
+    if isinstance(batch, (list, tuple)):
+        moved = [_move_to_device(x, device) for x in batch]
+        return type(batch)(*moved) if hasattr(batch, "_fields") else type(batch)(moved)
+    if isinstance(batch, dict):
+        return type(batch)((k, _move_to_device(v, device)) for k, v in batch.items())
+    if hasattr(batch, "to") and callable(batch.to):
+        return batch.to(device)
+    return batch
+
+
+class Strategy:
+    """Runs the model on ``root_device`` in a single process. Distributed strategies override the rest."""
+
+    strategy_name = "single_device"
+
+    def __init__(self, accelerator: Accelerator | None = None, device: torch.device | str = "cpu",
+                 precision: Precision | None = None) -> None:
+        self.accelerator = accelerator or CPUAccelerator()
+        self.root_device = torch.device(device)
+        self.precision = precision or Precision()
+        self.model: LightningModule | None = None
+
+    # -- process topology -------------------------------------------------------------------------
+    world_size = 1
+    global_rank = 0
+    local_rank = 0
+    node_rank = 0
+    num_nodes = 1
+
+    @property
+    def is_global_zero(self) -> bool:
+        return self.global_rank == 0
+
+    # -- model and data ---------------------------------------------------------------------------
+    def setup(self, model: LightningModule) -> None:
+        """Put the model on the device in the right dtype."""
+        self.accelerator.setup_device(self.root_device)
+        self.model = model
+        self.precision.convert_module(model)
+        model.to(self.root_device)
+
+    def batch_to_device(self, batch: Any, device: torch.device | None = None) -> Any:
+        return _move_to_device(batch, device or self.root_device)
+
+    def no_backward_sync(self, module: Any) -> contextlib.AbstractContextManager:
+        """Skip gradient synchronisation on a micro-batch that does not step (a no-op on one device)."""
+        return contextlib.nullcontext()
+
+    # -- collectives (trivial with one process) ---------------------------------------------------
+    def reduce(self, tensor: Any, group: Any = None, reduce_op: str | None = "mean") -> Any:
+        return tensor
+
+    def all_gather(self, tensor: Any, group: Any = None, sync_grads: bool = False) -> Any:
+        return tensor
+
+    def barrier(self, name: str | None = None) -> None:
+        pass
+
+    def broadcast(self, obj: Any, src: int = 0) -> Any:
+        return obj
+
+    def reduce_boolean_decision(self, decision: bool, all: bool = True) -> bool:
+        return decision
+
+    def teardown(self) -> None:
+        pass
+
+
+class SingleDeviceStrategy(Strategy):
+    """Training on one device (CPU, one GPU or MPS) in one process."""
+
+    def __init__(self, device: torch.device | str = "cpu", accelerator: Accelerator | None = None,
+                 precision: Precision | None = None) -> None:
+        super().__init__(accelerator=accelerator, device=device, precision=precision)

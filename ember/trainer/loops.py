@@ -1,0 +1,434 @@
+"""The loops: fit (epochs of training batches with validation inside), evaluation, prediction.
+
+Plain functions over the Trainer, top to bottom; every hook is a one-line ``trainer._hook(...)`` call.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from itertools import islice
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ember.metrics import _Results
+from ember.optimization import _scheduler_step, _TrainingClosure
+from ember.trainer.states import RunningStage
+from ember.utilities.rank_zero import rank_zero_info
+
+if TYPE_CHECKING:
+    from ember.trainer.trainer import Trainer
+
+
+@dataclass
+class _Progress:
+    """Where fit stands; saved in checkpoints so that a resumed run continues exactly."""
+
+    epoch: int = 0  # trainer.current_epoch
+    global_step: int = 0  # optimizer steps taken
+    batch_idx: int = 0  # batches finished in the current epoch
+    total_batch_idx: int = 0  # batches finished in all epochs
+    batches_that_stepped: int = 0  # the step number loggers see
+    epoch_finished: bool = False  # the current epoch's batches are done (its end hooks may still run)
+
+    def state_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        fit = checkpoint.get("loops", {}).get("fit_loop", {})
+        own = fit.get("state_dict", {}).get("ember")
+        if own is not None:
+            self.__init__(**own)  # type: ignore[misc]
+        else:  # a Lightning checkpoint: read its progress counters
+            batches = fit.get("epoch_loop.batch_progress", {})
+            self.epoch = checkpoint.get("epoch", 0)
+            self.global_step = checkpoint.get("global_step", 0)
+            self.batch_idx = batches.get("current", {}).get("completed", 0)
+            self.total_batch_idx = batches.get("total", {}).get("completed", 0)
+            self.batches_that_stepped = fit.get("epoch_loop.state_dict", {}).get("_batches_that_stepped", 0)
+            self.epoch_finished = bool(batches.get("is_last_batch", False))
+        if self.epoch_finished:  # saved at the end of an epoch: resume at the next one
+            self.epoch, self.batch_idx, self.epoch_finished = self.epoch + 1, 0, False
+
+
+# -- data helpers ---------------------------------------------------------------------------------
+def _length(loader: Any) -> float:
+    try:
+        return len(loader)
+    except (TypeError, NotImplementedError):
+        return math.inf
+
+
+def _num_batches(loader: Any, limit: int | float, name: str) -> float:
+    """How many batches of ``loader`` a loop uses under ``limit_{name}_batches``."""
+    length = _length(loader)
+    if isinstance(limit, int):
+        return min(length, limit)
+    if math.isinf(length):
+        if limit not in (0.0, 1.0):
+            raise ValueError(f"limit_{name}_batches={limit} is a fraction, but the {name} dataloader has no length; "
+                             "use an int number of batches or 1.0.")
+        return length if limit == 1.0 else 0
+    batches = int(length * limit)
+    if limit > 0 and batches == 0 and length > 0:
+        raise ValueError(f"limit_{name}_batches={limit} selects 0 of the {length} batches; use a larger fraction "
+                         f"or an int number of batches.")
+    return batches
+
+
+def _set_sampler_epoch(loader: Any, epoch: int) -> None:
+    for sampler in (getattr(loader, "sampler", None), getattr(getattr(loader, "batch_sampler", None), "sampler", None)):
+        if sampler is not None and callable(getattr(sampler, "set_epoch", None)):
+            sampler.set_epoch(epoch)
+
+
+def _with_last(iterator: Iterator[Any], limit: float) -> Iterator[tuple[Any, bool]]:
+    """Yield (batch, is_last); fetches one batch ahead only when the length is unknown."""
+    if not math.isinf(limit):
+        n = int(limit)
+        for i, batch in enumerate(islice(iterator, n)):
+            yield batch, i == n - 1
+        return
+    try:
+        batch = next(iterator)
+    except StopIteration:
+        return
+    for upcoming in iterator:
+        yield batch, False
+        batch = upcoming
+    yield batch, True
+
+
+# -- fit ------------------------------------------------------------------------------------------
+def _fit_loop(trainer: Trainer) -> None:
+    p = trainer._progress
+    _run_sanity_check(trainer)
+    if trainer.limit_train_batches == 0:
+        return
+    trainer._setup_train_data()
+    if _fit_done(trainer, log=True):
+        return
+    iterator = iter(trainer.train_dataloader) if p.batch_idx == 0 else None  # Lightning makes it here
+    if trainer._val_enabled:
+        trainer._setup_eval_data("val")
+    trainer._train_results = _Results()
+    trainer._metrics.results = trainer._train_results
+    trainer._hook("on_train_start")
+    while not _fit_done(trainer, log=True):
+        trainer.state.stage = RunningStage.TRAINING
+        _train_epoch(trainer, iterator)
+        iterator = None
+        if trainer._reload_every and (p.epoch % trainer._reload_every == 0):
+            trainer._reload_train_dataloader()
+    trainer._hook("on_train_end")
+
+
+def _can_stop_early(trainer: Trainer) -> bool:
+    p = trainer._progress
+    return p.epoch >= trainer._min_epochs and (trainer.min_steps is None or p.global_step >= trainer.min_steps)
+
+
+def _fit_done(trainer: Trainer, log: bool = False) -> bool:
+    p = trainer._progress
+    reason = None
+    if trainer.num_training_batches == 0:
+        reason = "No training batches."
+    elif 0 <= trainer.max_steps <= p.global_step:
+        reason = f"`max_steps={trainer.max_steps}` reached."
+    elif 0 <= trainer.max_epochs <= p.epoch:
+        reason = f"`max_epochs={trainer.max_epochs}` reached."
+    elif trainer._time_is_up():
+        reason = f"`max_time={trainer.max_time}` reached."
+    elif trainer.should_stop and _can_stop_early(trainer):
+        reason = "`trainer.should_stop` was set."
+    if reason and log and not trainer.sanity_checking:
+        rank_zero_info(f"`Trainer.fit` stopped: {reason}")
+    return reason is not None
+
+
+def _train_epoch(trainer: Trainer, iterator: Iterator[Any] | None) -> None:
+    p, module = trainer._progress, trainer.lightning_module
+    loader, num_batches, accumulate = trainer.train_dataloader, trainer.num_training_batches, trainer.accumulate_grad_batches
+    _set_sampler_epoch(loader, p.epoch)
+    resuming_mid_epoch = p.batch_idx > 0
+    if not resuming_mid_epoch:
+        trainer._hook("on_train_epoch_start")
+    iterator = iter(loader) if iterator is None else iterator
+    if resuming_mid_epoch:  # fast-forward past the batches the checkpointed run already trained on
+        iterator = islice(iterator, p.batch_idx, None)
+    automatic = module.automatic_optimization
+    optimizer = trainer._lightning_optimizers[0] if automatic and trainer._lightning_optimizers else None
+    raw_optimizer = optimizer.optimizer if optimizer is not None else None
+    for batch, is_last in _with_last(iterator, num_batches - p.batch_idx):
+        batch_idx = p.batch_idx
+        batch = trainer._to_device(batch, 0)
+        trainer._train_results.new_batch(batch)
+        ready = batch_idx + 1
+        steps = automatic and (ready % accumulate == 0 or is_last)
+        if trainer._hook("on_train_batch_start", batch, batch_idx) == -1:
+            p.epoch_finished = True
+            _step_schedulers(trainer, "step", steps, batch_idx, last=True)
+            break
+        if automatic:
+            closure = _TrainingClosure(trainer, raw_optimizer, batch, batch_idx, zero_grad=batch_idx % accumulate == 0)
+            if not steps:
+                with trainer.strategy.no_backward_sync(module):
+                    closure()
+            elif optimizer is not None:
+                module._current_fx_name = "optimizer_step"
+                module.optimizer_step(p.epoch, batch_idx, optimizer, closure)
+            else:
+                closure()
+            outputs = closure.output
+        else:
+            module._current_fx_name = "training_step"
+            with trainer.strategy.precision.forward_context():
+                outputs = module.training_step(batch, batch_idx)
+            outputs = {"loss": outputs.detach()} if isinstance(outputs, torch.Tensor) else outputs
+        p.batch_idx, p.total_batch_idx, p.epoch_finished = ready, p.total_batch_idx + 1, is_last
+        _step_schedulers(trainer, "step", steps or not automatic, batch_idx, last=is_last)
+        trainer._hook("on_train_batch_end", outputs, batch, batch_idx)
+        logged = trainer._metrics.collect(on_step=True)
+        if steps or not automatic:
+            trainer._log_step_metrics(logged)
+        if _should_validate(trainer, batch_idx, is_last):
+            if steps or not automatic:
+                trainer._module_hook("on_validation_model_zero_grad")
+            _run_validation(trainer)
+        if steps or not automatic:
+            _step_schedulers(trainer, "step", True, batch_idx, plateau=True)
+            p.batches_that_stepped += 1
+        if trainer.should_stop:
+            for logger in trainer.loggers:
+                logger.save()
+        if (0 <= trainer.max_steps <= p.global_step) or (trainer.should_stop and _can_stop_early(trainer)):
+            break
+        if trainer._time_is_up():
+            break
+    _end_train_epoch(trainer)
+
+
+def _end_train_epoch(trainer: Trainer) -> None:
+    p = trainer._progress
+    trainer._metrics.on_step = False
+    trainer._hook("on_train_epoch_end")
+    trainer._metrics.collect(on_step=False)
+    if p.epoch_finished or p.batch_idx == trainer.num_training_batches:
+        _step_schedulers(trainer, "epoch", True, p.epoch, plateau=True)
+    p.batches_that_stepped -= 1  # loggers see epoch metrics at the step of the epoch's last batch
+    trainer._log_metrics(trainer._metrics.collect(on_step=False))
+    p.batches_that_stepped += 1
+    trainer._train_results = _Results()
+    trainer._metrics.results = trainer._train_results
+    trainer._metrics.on_step = True
+    p.epoch, p.batch_idx, p.epoch_finished = p.epoch + 1, 0, False
+
+
+def _step_schedulers(trainer: Trainer, interval: str, stepped: bool, index: int, plateau: bool = False,
+                     last: bool = False) -> None:
+    """Lightning's timing: step schedulers after each optimizer step, epoch ones on the last batch."""
+    if not trainer.lr_scheduler_configs or not trainer.lightning_module.automatic_optimization or not stepped:
+        return
+    _scheduler_step(trainer, interval, plateau, index + 1)
+    if interval == "step" and last and not plateau:
+        _scheduler_step(trainer, "epoch", False, trainer._progress.epoch + 1)
+
+
+def _should_validate(trainer: Trainer, batch_idx: int, is_last: bool) -> bool:
+    if not trainer._val_enabled or (trainer._progress.epoch + 1) % (trainer.check_val_every_n_epoch or 1):
+        return False
+    if trainer.should_stop and _can_stop_early(trainer):
+        return True
+    if math.isinf(trainer.val_check_batch):
+        return is_last
+    index = trainer._progress.total_batch_idx - 1 if trainer.check_val_every_n_epoch is None else batch_idx
+    return (index + 1) % trainer.val_check_batch == 0
+
+
+def _run_validation(trainer: Trainer) -> None:
+    trainer.state.stage = RunningStage.VALIDATING
+    train_results = trainer._metrics.results
+    _evaluation_loop(trainer, RunningStage.VALIDATING, trainer.val_dataloaders, trainer.num_val_batches)
+    trainer._metrics.results = train_results
+    trainer._metrics.on_step = True
+    trainer.state.stage = RunningStage.TRAINING
+
+
+def _run_sanity_check(trainer: Trainer) -> None:
+    if not trainer._val_enabled or trainer.num_sanity_val_steps == 0:
+        return
+    state = _rng_state()
+    trainer.state.stage = RunningStage.SANITY_CHECKING
+    trainer._hook("on_sanity_check_start")
+    trainer._setup_eval_data("val")
+    limits = [min(n, trainer.num_sanity_val_steps) for n in trainer.num_val_batches]
+    trainer.num_sanity_val_batches = limits
+    if any(limits):
+        _evaluation_loop(trainer, RunningStage.SANITY_CHECKING, trainer.val_dataloaders, limits)
+    trainer._hook("on_sanity_check_end")
+    trainer._metrics.reset()
+    trainer.state.stage = RunningStage.TRAINING
+    _set_rng_state(state)  # the sanity check must not change what training sees
+
+
+def _rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    try:
+        import numpy as np
+
+        state["numpy"] = np.random.get_state()
+    except ImportError:
+        pass
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    if "numpy" in state:
+        import numpy as np
+
+        np.random.set_state(state["numpy"])
+    if "cuda" in state:
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# -- evaluation and prediction --------------------------------------------------------------------
+def _capture_modes(module: torch.nn.Module) -> dict[torch.nn.Module, bool]:
+    return {m: m.training for m in module.modules()}
+
+
+def _restore_modes(modes: dict[torch.nn.Module, bool]) -> None:
+    for m, training in modes.items():
+        m.training = training
+
+
+def _evaluation_loop(trainer: Trainer, stage: RunningStage, loaders: list[Any], limits: list[float],
+                     verbose: bool = False) -> list[dict[str, Any]]:
+    """Run validation or test over every dataloader; return one dict of logged metrics per dataloader."""
+    module = trainer.lightning_module
+    kind = "test" if stage == RunningStage.TESTING else "validation"
+    step = module.test_step if kind == "test" else module.validation_step
+    sanity = stage == RunningStage.SANITY_CHECKING
+    results = trainer._metrics.results = _Results()
+    trainer._metrics.on_step = True
+    multi = len(loaders) > 1
+    modes = _capture_modes(module)
+    trainer._module_hook(f"on_{kind}_model_eval")
+    outputs: list[dict[str, Any]] = []
+    with trainer._eval_context():
+        trainer._hook(f"on_{kind}_start")
+        trainer._hook(f"on_{kind}_epoch_start")
+        seen = 0
+        for dl_idx, (loader, limit) in enumerate(zip(loaders, limits)):
+            if limit == 0:
+                continue
+            if trainer.state.fn == "fit":
+                _set_sampler_epoch(loader, trainer._progress.epoch)
+            for batch_idx, (batch, _) in enumerate(_with_last(iter(loader), limit)):
+                batch = trainer._to_device(batch, dl_idx)
+                results.new_batch(batch, dl_idx if multi else None)
+                args = (batch, batch_idx, dl_idx) if multi else (batch, batch_idx)
+                trainer._hook(f"on_{kind}_batch_start", *args)
+                module._current_fx_name = f"{kind}_step"
+                with trainer.strategy.precision.forward_context():
+                    out = step(*args)
+                trainer._hook(f"on_{kind}_batch_end", out, *args)
+                trainer._metrics.collect(on_step=True)
+                if not sanity:
+                    trainer._log_metrics(trainer._metrics.collect(on_step=True), step=seen)
+                    seen += 1
+            trainer._metrics.on_step = False
+            outputs.append({} if sanity else trainer._metrics.collect(on_step=False))
+            trainer._metrics.on_step = True
+        results.dataloader_idx = None
+        trainer._metrics.on_step = False
+        trainer._hook(f"on_{kind}_epoch_end")
+        trainer._metrics.collect(on_step=False)
+        if not sanity:
+            epoch_end = trainer._metrics.collect(on_step=False)
+            for out in outputs:
+                out.update(epoch_end)
+            merged: dict[str, Any] = {}
+            for out in outputs:
+                merged.update(out)
+            trainer._log_metrics(merged)
+        trainer._hook(f"on_{kind}_end")
+    trainer._module_hook(f"on_{kind}_model_train")
+    _restore_modes(modes)
+    if verbose and trainer.is_global_zero and not sanity:
+        _print_results(outputs, kind)
+    return outputs
+
+
+def _print_results(outputs: list[dict[str, Any]], kind: str) -> None:
+    if not any(outputs):
+        return
+    title = "Test metric" if kind == "test" else "Validate metric"
+    for i, out in enumerate(outputs):
+        if not out:
+            continue
+        header = f"{title}" + (f" (dataloader {i})" if len(outputs) > 1 else "")
+        width = max([len(header), *map(len, out)]) + 2
+        line = "─" * (width + 24)
+        print(line)
+        print(f"{header:>{width}}{'DataLoader ' + str(i):>24}")
+        print(line)
+        for key, value in sorted(out.items()):
+            value = value.item() if isinstance(value, torch.Tensor) else value
+            print(f"{key:>{width}}{value:>24.6g}" if isinstance(value, float) else f"{key:>{width}}{value!s:>24}")
+        print(line)
+
+
+def _predict_loop(trainer: Trainer, loaders: list[Any], limits: list[float], return_predictions: bool) -> list[Any]:
+    module = trainer.lightning_module
+    multi = len(loaders) > 1
+    modes = _capture_modes(module)
+    trainer._module_hook("on_predict_model_eval")
+    all_predictions: list[list[Any]] = []
+    with trainer._eval_context():
+        trainer._hook("on_predict_start")
+        trainer._hook("on_predict_epoch_start")
+        for dl_idx, (loader, limit) in enumerate(zip(loaders, limits)):
+            predictions: list[Any] = []
+            for batch_idx, (batch, _) in enumerate(_with_last(iter(loader), limit)):
+                batch = trainer._to_device(batch, dl_idx)
+                args = (batch, batch_idx, dl_idx) if multi else (batch, batch_idx)
+                trainer._hook("on_predict_batch_start", *args)
+                module._current_fx_name = "predict_step"
+                with trainer.strategy.precision.forward_context():
+                    out = module.predict_step(*args)
+                trainer._hook("on_predict_batch_end", out, *args)
+                if return_predictions:
+                    predictions.append(out)
+            all_predictions.append(predictions)
+        trainer._hook("on_predict_epoch_end")
+        trainer._hook("on_predict_end")
+    _restore_modes(modes)
+    if not return_predictions:
+        return []
+    return all_predictions if multi else all_predictions[0]
+
+
+def _timer() -> float:
+    return time.monotonic()
+
+
+def _flatten_loaders(loaders: Any) -> list[Any]:
+    if loaders is None:
+        return []
+    if isinstance(loaders, dict):
+        return list(loaders.values())
+    if isinstance(loaders, (list, tuple)) and not isinstance(loaders, torch.utils.data.Dataset):
+        return list(loaders)
+    return [loaders]
+
+
+def _is_iterable(obj: Any) -> bool:
+    return isinstance(obj, Iterable)
