@@ -137,7 +137,8 @@ def _dump_checkpoint(trainer: Trainer, weights_only: bool = False) -> dict[str, 
         "loops": _lightning_loops(trainer),
     }
     if not weights_only:
-        checkpoint["callbacks"] = {cb.state_key: cb.state_dict() for cb in trainer.callbacks if cb.state_dict()}
+        states = {cb.state_key: cb.state_dict() for cb in trainer.callbacks}
+        checkpoint["callbacks"] = {key: state for key, state in states.items() if state}
         checkpoint["optimizer_states"] = [opt.state_dict() for opt in trainer.optimizers]
         checkpoint["lr_schedulers"] = [config.scheduler.state_dict() for config in trainer.lr_scheduler_configs]
         precision_state = trainer.strategy.precision.state_dict()

@@ -107,7 +107,8 @@ class _Entry:
 class _Results:
     """The keys logged in one loop (training, or one evaluation run)."""
 
-    def __init__(self) -> None:
+    def __init__(self, training: bool = False) -> None:
+        self.training = training
         self.entries: dict[str, _Entry] = {}
         self.batch: Any = None
         self._batch_size: int | None = None
@@ -146,13 +147,16 @@ class _Results:
             batch_size = self._current_batch_size()
         entry.update(value, batch_size or 1)
 
-    def metrics(self, on_step: bool, dataloader_idx: Any = "all") -> tuple[dict, dict, dict]:
-        """(logged, callback, progress bar) dicts of step values or of epoch reductions."""
+    def metrics(self, on_step: bool) -> tuple[dict, dict, dict]:
+        """(logged, callback, progress bar) dicts of step values or of epoch reductions.
+
+        Only keys logged under the current ``dataloader_idx`` count; evaluation step values reach loggers and
+        the progress bar but not ``callback_metrics``.
+        """
         logged: dict[str, torch.Tensor] = {}
         callback: dict[str, torch.Tensor] = {}
         pbar: dict[str, torch.Tensor] = {}
-        keys = self.entries if dataloader_idx == "all" else self.dataloader_keys.get(dataloader_idx, ())
-        for key in keys:
+        for key in self.dataloader_keys.get(self.dataloader_idx, ()):
             entry = self.entries[key]
             if on_step:
                 if not entry.on_step or entry.step_value is None:
@@ -164,7 +168,8 @@ class _Results:
                 value, name = entry.compute(), entry.name + "_epoch" if entry.forked else entry.name
             if entry.logger:
                 logged[name] = value
-            callback[entry.name] = callback[name] = value
+            if self.training or not on_step:
+                callback[entry.name] = callback[name] = value
             if entry.prog_bar:
                 pbar[name] = value
         return logged, callback, pbar
@@ -178,14 +183,15 @@ class _MetricStore:
         self.callback: dict[str, torch.Tensor] = {}
         self.logged: dict[str, torch.Tensor] = {}
         self.pbar: dict[str, Any] = {}
+        self.on_step = True  # False once the running epoch has ended: report epoch reductions
 
     def reset(self) -> None:
         self.callback, self.logged, self.pbar = {}, {}, {}
 
-    def collect(self, on_step: bool, dataloader_idx: Any = "all") -> dict[str, torch.Tensor]:
+    def collect(self, on_step: bool) -> dict[str, torch.Tensor]:
         """Fold the active results into the three dicts; return what loggers should receive."""
         assert self.results is not None
-        logged, callback, pbar = self.results.metrics(on_step, dataloader_idx)
+        logged, callback, pbar = self.results.metrics(on_step)
         self.callback.update(callback)
         self.logged.update(logged)
         self.pbar.update(pbar)

@@ -166,9 +166,12 @@ class _ManualClosure:
 class _TrainingClosure:
     """What ``optimizer.step(closure)`` runs: training_step, zero_grad, backward, then the before-step hooks."""
 
-    def __init__(self, trainer: Trainer, optimizer: Optimizer, batch: Any, batch_idx: int, zero_grad: bool) -> None:
+    def __init__(self, trainer: Trainer, optimizer: Optimizer, batch: Any, batch_idx: int, zero_grad: bool,
+                 steps: bool) -> None:
         self.trainer, self.optimizer, self.batch, self.batch_idx = trainer, optimizer, batch, batch_idx
         self.zero_grad = zero_grad
+        # With a GradScaler the precision runs the before-step hooks itself, after unscaling.
+        self.after = steps and trainer.strategy.precision.scaler is None
         self.output: dict[str, Any] = {}
 
     def __call__(self) -> torch.Tensor | None:
@@ -185,7 +188,7 @@ class _TrainingClosure:
             trainer._zero_grad(self.optimizer, self.batch_idx)
         if loss is not None:
             trainer._backward(loss, self.optimizer)
-        if trainer.strategy.precision.scaler is None:
+        if self.after:
             trainer._after_closure(self.optimizer)
         return loss
 

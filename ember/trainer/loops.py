@@ -115,8 +115,8 @@ def _fit_loop(trainer: Trainer) -> None:
     iterator = iter(trainer.train_dataloader) if p.batch_idx == 0 else None  # Lightning makes it here
     if trainer._val_enabled:
         trainer._setup_eval_data("val")
-    trainer._train_results = _Results()
-    trainer._metrics.results = trainer._train_results
+    trainer._train_results = _Results(training=True)
+    trainer._metrics.results, trainer._metrics.on_step = trainer._train_results, True
     trainer._hook("on_train_start")
     while not _fit_done(trainer, log=True):
         trainer.state.stage = RunningStage.TRAINING
@@ -174,7 +174,8 @@ def _train_epoch(trainer: Trainer, iterator: Iterator[Any] | None) -> None:
             _step_schedulers(trainer, "step", steps, batch_idx, last=True)
             break
         if automatic:
-            closure = _TrainingClosure(trainer, raw_optimizer, batch, batch_idx, zero_grad=batch_idx % accumulate == 0)
+            closure = _TrainingClosure(trainer, raw_optimizer, batch, batch_idx, zero_grad=batch_idx % accumulate == 0,
+                                       steps=steps)
             if not steps:
                 with trainer.strategy.no_backward_sync(module):
                     closure()
@@ -222,9 +223,8 @@ def _end_train_epoch(trainer: Trainer) -> None:
     p.batches_that_stepped -= 1  # loggers see epoch metrics at the step of the epoch's last batch
     trainer._log_metrics(trainer._metrics.collect(on_step=False))
     p.batches_that_stepped += 1
-    trainer._train_results = _Results()
-    trainer._metrics.results = trainer._train_results
-    trainer._metrics.on_step = True
+    trainer._train_results = _Results(training=True)
+    trainer._metrics.results, trainer._metrics.on_step = trainer._train_results, True
     p.epoch, p.batch_idx, p.epoch_finished = p.epoch + 1, 0, False
 
 

@@ -518,7 +518,9 @@ class Trainer:
         setattr(self, {"val": "num_val_batches", "test": "num_test_batches", "predict": "num_predict_batches"}[kind],
                 counts)
         step_name = {"val": "validation_step", "test": "test_step", "predict": "predict_step"}[kind]
-        if len(loaders) > 1 and "dataloader_idx" not in inspect.signature(getattr(self._module, step_name)).parameters:
+        params = inspect.signature(getattr(self._module, step_name)).parameters
+        takes_idx = "dataloader_idx" in params or any(p.kind is p.VAR_POSITIONAL for p in params.values())
+        if len(loaders) > 1 and not takes_idx:
             raise RuntimeError(f"You passed {len(loaders)} {kind} dataloaders, but `{step_name}` has no "
                                "`dataloader_idx` argument; define it as "
                                f"`{step_name}(self, batch, batch_idx, dataloader_idx=0)`.")
