@@ -42,8 +42,8 @@ def _init_args_from_frame(frame: Any) -> dict[str, Any]:
     """The arguments the ``__init__`` running in ``frame`` was called with (``**kwargs`` flattened)."""
     info = inspect.getargvalues(frame)
     args = {name: info.locals[name] for name in info.args if name != "self"}
-    if info.varkw:
-        args.update(info.locals.get(info.varkw, {}))
+    if info.keywords:
+        args.update(info.locals.get(info.keywords, {}))
     return args
 
 

@@ -244,7 +244,7 @@ def test_no_tqdm_bar_class_until_a_bar_is_shown():
     # tqdm is imported (and ember's tqdm subclass built) only when the first bar is drawn.
     # (torch may import tqdm on its own, so check ember's side of it.)
     code = (
-        "import sys; had_tqdm = 'tqdm' in sys.modules; "
+        "import sys, torch; had_tqdm = 'tqdm' in sys.modules; "
         "from ember.callbacks.progress import TQDMProgressBar; "
         "from ember.callbacks.progress import tqdm_progress; "
         "TQDMProgressBar(); "
