@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ember.trainer.loops import _resume_state
 from ember.utilities.exceptions import MisconfigurationException
 
 if TYPE_CHECKING:
@@ -101,7 +102,7 @@ def _lightning_loops(trainer: Trainer) -> dict[str, Any]:
                                                        "current": _progress_counters(0), "is_last_batch": False}}
     return {
         "fit_loop": {
-            "state_dict": {"ember": p.state_dict()},
+            "state_dict": {"ember": _resume_state(trainer)},
             "epoch_loop.state_dict": {"_batches_that_stepped": p.batches_that_stepped},
             "epoch_loop.batch_progress": batch_progress,
             "epoch_loop.scheduler_progress": {"total": {"ready": 0, "completed": 0},
@@ -190,8 +191,8 @@ def _module_from_checkpoint(cls: type[LightningModule], checkpoint: dict[str, An
     return module
 
 
-def _restore_training_state(trainer: Trainer, checkpoint: dict[str, Any]) -> None:
-    """Restore optimizers, schedulers, precision scaler and loop progress for resuming ``fit``."""
+def _restore_training_state(trainer: Trainer, checkpoint: dict[str, Any]) -> dict[str, Any] | None:
+    """Restore optimizers, schedulers, precision scaler and loop progress; return ember's resume state."""
     if "optimizer_states" not in checkpoint:
         raise MisconfigurationException(
             "The checkpoint was saved with weights_only=True and holds no optimizer or loop state, so fit cannot "
@@ -202,3 +203,4 @@ def _restore_training_state(trainer: Trainer, checkpoint: dict[str, Any]) -> Non
         config.scheduler.load_state_dict(state)
     trainer.strategy.precision.load_state_dict(checkpoint.get(type(trainer.strategy.precision).__name__, {}))
     trainer._progress.load_checkpoint(checkpoint)
+    return checkpoint["loops"]["fit_loop"]["state_dict"].get("ember")

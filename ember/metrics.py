@@ -115,6 +115,20 @@ class _Results:
         self.dataloader_idx: int | None = None
         self.dataloader_keys: dict[int | None, set[str]] = {}
 
+    def state_dict(self) -> dict[str, Any]:
+        """The running reductions (torchmetrics objects excluded: their state lives in the module)."""
+        return {key: {"name": e.name, "on_step": e.on_step, "on_epoch": e.on_epoch, "reduce": e.reduce,
+                      "prog_bar": e.prog_bar, "logger": e.logger, "total": e.total, "weight": e.weight,
+                      "step_value": e.step_value}
+                for key, e in self.entries.items() if e.metric is None and e.sync is None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key, s in state.items():
+            entry = _Entry(s["name"], s["on_step"], s["on_epoch"], s["reduce"], s["prog_bar"], s["logger"], None)
+            entry.total, entry.weight, entry.step_value = s["total"], s["weight"], s["step_value"]
+            self.entries[key] = entry
+            self.dataloader_keys.setdefault(None, set()).add(key)
+
     def new_batch(self, batch: Any, dataloader_idx: int | None = None) -> None:
         self.batch, self._batch_size, self.dataloader_idx = batch, None, dataloader_idx
 
@@ -221,7 +235,8 @@ def _check_fx(fx: str | None, name: str, on_step: bool | None, on_epoch: bool | 
     rules = _FX_RULES.get(fx or "")
     if rules is None:
         raise MisconfigurationException(
-            f"self.log({name!r}, ...) was called in `{fx}`, where logging is not supported; log from a *_step "
+            f"self.log({name!r}, ...) was called {f'in `{fx}`' if fx else 'outside the Trainer hooks'}, where "
+            "logging is not supported; log from a *_step "
             "method, a *_batch_start/end hook or a *_epoch_start/end hook instead.")
     step_ok, epoch_ok, default_step, default_epoch = rules
     on_step = default_step if on_step is None else on_step

@@ -180,13 +180,16 @@ class LightningModule(_HyperparametersMixin, nn.Module):
             rank_zero_only: bool = False) -> None:
         """Record ``value`` under ``name``; see the Trainer docs for when it is reduced and reported."""
         trainer = self._trainer
-        if trainer is None or trainer._metrics.results is None:
+        if trainer is None:
             rank_zero_warn(f"self.log({name!r}, ...) was called outside a Trainer loop; the value is ignored.")
             return
         if trainer._barebones:
             raise MisconfigurationException("self.log() is not available with Trainer(barebones=True); "
                                             "set barebones=False to log.")
         on_step, on_epoch = _check_fx(self._current_fx_name, name, on_step, on_epoch)
+        if trainer._metrics.results is None:
+            rank_zero_warn(f"self.log({name!r}, ...) was called outside a Trainer loop; the value is ignored.")
+            return
         if "/dataloader_idx_" in name:
             raise MisconfigurationException(f"self.log({name!r}): names may not contain '/dataloader_idx_', "
                                             "which ember adds itself.")

@@ -70,7 +70,7 @@ def _init_optimizers(module: LightningModule) -> tuple[list[Optimizer], list[LRS
     monitor: str | None = None
     if out is None:
         rank_zero_warn("configure_optimizers returned None: training runs without an optimizer.")
-        return [], []
+        return [_NoOptimizer()], []
     if isinstance(out, Optimizer):
         optimizers = [out]
     elif isinstance(out, Mapping):
@@ -88,10 +88,12 @@ def _init_optimizers(module: LightningModule) -> tuple[list[Optimizer], list[LRS
         optimizers = list(out)
     bad = [o for o in optimizers if not isinstance(o, Optimizer)]
     if not optimizers or bad:
+        found = ", ".join(sorted({type(o).__name__ for o in bad})) if bad else "no optimizer"
         raise MisconfigurationException(
-            f"configure_optimizers returned {out!r}, which is not a supported format; return an optimizer, a list "
-            "of optimizers, ([optimizers], [schedulers]), a dict {'optimizer': ..., 'lr_scheduler': ..., "
-            "'monitor': ...} or a list of such dicts.")
+            f"configure_optimizers returned a {type(out).__name__}, which is not a supported format (found {found} "
+            "where a torch.optim.Optimizer was expected); return an optimizer, a list of optimizers, "
+            "([optimizers], [schedulers]), a dict {'optimizer': ..., 'lr_scheduler': ..., 'monitor': ...} or a "
+            "list of such dicts.")
     configs = [s if isinstance(s, LRSchedulerConfig) else _scheduler_config(s, monitor) for s in schedulers]
     for config in configs:
         opt = getattr(config.scheduler, "optimizer", None)
@@ -99,6 +101,16 @@ def _init_optimizers(module: LightningModule) -> tuple[list[Optimizer], list[LRS
             raise MisconfigurationException("configure_optimizers: an lr_scheduler wraps an optimizer that was "
                                             "not returned; return the scheduler's optimizer too.")
     return optimizers, configs
+
+
+class _NoOptimizer(Optimizer):
+    """Stands in when ``configure_optimizers`` returns None: stepping runs the closure and changes nothing."""
+
+    def __init__(self) -> None:
+        super().__init__([torch.zeros(1)], {})
+
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
+        return closure() if closure is not None else None
 
 
 def _clip_gradients(optimizer: Any, clip_val: float | None, algorithm: str | None) -> None:

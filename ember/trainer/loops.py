@@ -34,6 +34,8 @@ class _Progress:
     total_batch_idx: int = 0  # batches finished in all epochs
     batches_that_stepped: int = 0  # the step number loggers see
     epoch_finished: bool = False  # the current epoch's batches are done (its end hooks may still run)
+    stepped: bool = False  # the last batch ended with an optimizer step
+    phase: str = ""  # where in a batch/epoch a checkpoint was taken: "batch_end", "validating", "epoch_end"
 
     def state_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -42,7 +44,7 @@ class _Progress:
         fit = checkpoint.get("loops", {}).get("fit_loop", {})
         own = fit.get("state_dict", {}).get("ember")
         if own is not None:
-            self.__init__(**own)  # type: ignore[misc]
+            self.__init__(**own["progress"])  # type: ignore[misc]
         else:  # a Lightning checkpoint: read its progress counters
             batches = fit.get("epoch_loop.batch_progress", {})
             self.epoch = checkpoint.get("epoch", 0)
@@ -51,8 +53,8 @@ class _Progress:
             self.total_batch_idx = batches.get("total", {}).get("completed", 0)
             self.batches_that_stepped = fit.get("epoch_loop.state_dict", {}).get("_batches_that_stepped", 0)
             self.epoch_finished = bool(batches.get("is_last_batch", False))
-        if self.epoch_finished:  # saved at the end of an epoch: resume at the next one
-            self.epoch, self.batch_idx, self.epoch_finished = self.epoch + 1, 0, False
+        if self.epoch_finished and self.phase == "" or own is None and self.epoch_finished:
+            self.epoch, self.batch_idx, self.epoch_finished = self.epoch + 1, 0, False  # resume at the next epoch
 
 
 # -- data helpers ---------------------------------------------------------------------------------
@@ -104,7 +106,8 @@ def _with_last(iterator: Iterator[Any], limit: float) -> Iterator[tuple[Any, boo
 
 
 # -- fit ------------------------------------------------------------------------------------------
-def _fit_loop(trainer: Trainer) -> None:
+def _fit_loop(trainer: Trainer, resume: dict[str, Any] | None = None) -> None:
+    """Sanity check, then epochs until a limit is reached. ``resume`` is ember's state from a checkpoint."""
     p = trainer._progress
     _run_sanity_check(trainer)
     if trainer.limit_train_batches == 0:
@@ -112,19 +115,71 @@ def _fit_loop(trainer: Trainer) -> None:
     trainer._setup_train_data()
     if _fit_done(trainer, log=True):
         return
-    iterator = iter(trainer.train_dataloader) if p.batch_idx == 0 else None  # Lightning makes it here
+    iterator = None
+    if p.batch_idx == 0:  # Lightning creates the first epoch's iterator here, before on_train_start
+        trainer._epoch_rng = {"iter": _rng_state(trainer.train_dataloader)}
+        iterator = iter(trainer.train_dataloader)
     if trainer._val_enabled:
         trainer._setup_eval_data("val")
     trainer._train_results = _Results(training=True)
     trainer._metrics.results, trainer._metrics.on_step = trainer._train_results, True
     trainer._hook("on_train_start")
+    if resume is not None:
+        iterator = _resume(trainer, resume)
     while not _fit_done(trainer, log=True):
         trainer.state.stage = RunningStage.TRAINING
         _train_epoch(trainer, iterator)
         iterator = None
-        if trainer._reload_every and (p.epoch % trainer._reload_every == 0):
+        if trainer._reload_every and p.epoch % trainer._reload_every == 0:
             trainer._reload_train_dataloader()
     trainer._hook("on_train_end")
+
+
+def _resume(trainer: Trainer, state: dict[str, Any]) -> Iterator[Any] | None:
+    """Put data order, metrics and random state back where the checkpointed run was; finish its batch."""
+    p = trainer._progress
+    params = dict(trainer.lightning_module.named_parameters())
+    for name, grad in state.get("grads", {}).items():
+        params[name].grad = grad.to(params[name].device, params[name].dtype)
+    trainer._train_results.load_state_dict(state.get("results", {}))
+    trainer._metrics.callback.update(state.get("callback_metrics", {}))
+    iterator = None
+    if p.batch_idx > 0 and not p.epoch_finished:  # mid-epoch: replay the shuffle, skip the batches trained on
+        data_rng = state["epoch_rng"]
+        _set_rng_state(data_rng["iter"], trainer.train_dataloader)
+        iterator = iter(trainer.train_dataloader)
+        _set_rng_state(data_rng["first_batch"], trainer.train_dataloader)
+        for _ in range(p.batch_idx):  # eagerly, so that the sampler draws its seed from this state
+            next(iterator)
+        trainer._epoch_rng = data_rng
+    _set_rng_state(state["rng"], trainer.train_dataloader)
+    if p.phase == "epoch_end":
+        _end_train_epoch(trainer, hooks=False)
+        return None
+    if p.phase in ("batch_end", "validating"):
+        if _finish_batch(trainer, p.batch_idx - 1, p.epoch_finished, p.stepped) or p.epoch_finished:
+            _end_train_epoch(trainer)
+            return None
+    return iterator
+
+
+def _resume_state(trainer: Trainer) -> dict[str, Any]:
+    """What ember adds to a checkpoint so that resuming reproduces the uninterrupted run exactly."""
+    p = trainer._progress
+    state: dict[str, Any] = {
+        "progress": p.state_dict(),
+        "rng": _rng_state(trainer.train_dataloader),
+        "epoch_rng": trainer._epoch_rng,
+        "results": trainer._train_results.state_dict(),
+        "callback_metrics": {k: v.detach().cpu() for k, v in trainer._metrics.callback.items()
+                             if isinstance(v, torch.Tensor)},
+    }
+    accumulating = p.batch_idx % trainer.accumulate_grad_batches != 0 and not p.epoch_finished
+    if accumulating or not trainer.lightning_module.automatic_optimization:
+        # gradients of a half-accumulated window (or of manual optimization) are part of the state
+        state["grads"] = {name: param.grad.detach().cpu() for name, param in
+                          trainer.lightning_module.named_parameters() if param.grad is not None}
+    return state
 
 
 def _can_stop_early(trainer: Trainer) -> bool:
@@ -152,14 +207,16 @@ def _fit_done(trainer: Trainer, log: bool = False) -> bool:
 
 def _train_epoch(trainer: Trainer, iterator: Iterator[Any] | None) -> None:
     p, module = trainer._progress, trainer.lightning_module
-    loader, num_batches, accumulate = trainer.train_dataloader, trainer.num_training_batches, trainer.accumulate_grad_batches
+    loader, num_batches, accumulate = trainer.train_dataloader, trainer.num_training_batches, \
+        trainer.accumulate_grad_batches
     _set_sampler_epoch(loader, p.epoch)
-    resuming_mid_epoch = p.batch_idx > 0
-    if not resuming_mid_epoch:
+    if p.batch_idx == 0:
         trainer._hook("on_train_epoch_start")
-    iterator = iter(loader) if iterator is None else iterator
-    if resuming_mid_epoch:  # fast-forward past the batches the checkpointed run already trained on
-        iterator = islice(iterator, p.batch_idx, None)
+    if iterator is None:
+        trainer._epoch_rng = {"iter": _rng_state(loader)}
+        iterator = iter(loader)
+    if p.batch_idx == 0:
+        trainer._epoch_rng["first_batch"] = _rng_state(loader)  # a sampler draws its shuffle seed at first next()
     automatic = module.automatic_optimization
     optimizer = trainer._lightning_optimizers[0] if automatic and trainer._lightning_optimizers else None
     raw_optimizer = optimizer.optimizer if optimizer is not None else None
@@ -168,14 +225,14 @@ def _train_epoch(trainer: Trainer, iterator: Iterator[Any] | None) -> None:
         batch = trainer._to_device(batch, 0)
         trainer._train_results.new_batch(batch)
         ready = batch_idx + 1
-        steps = automatic and (ready % accumulate == 0 or is_last)
+        steps = not automatic or ready % accumulate == 0 or is_last
         if trainer._hook("on_train_batch_start", batch, batch_idx) == -1:
             p.epoch_finished = True
             _step_schedulers(trainer, "step", steps, batch_idx, last=True)
             break
         if automatic:
-            closure = _TrainingClosure(trainer, raw_optimizer, batch, batch_idx, zero_grad=batch_idx % accumulate == 0,
-                                       steps=steps)
+            closure = _TrainingClosure(trainer, raw_optimizer, batch, batch_idx,
+                                       zero_grad=batch_idx % accumulate == 0, steps=steps)
             if not steps:
                 with trainer.strategy.no_backward_sync(module):
                     closure()
@@ -191,32 +248,43 @@ def _train_epoch(trainer: Trainer, iterator: Iterator[Any] | None) -> None:
                 outputs = module.training_step(batch, batch_idx)
             outputs = {"loss": outputs.detach()} if isinstance(outputs, torch.Tensor) else outputs
         p.batch_idx, p.total_batch_idx, p.epoch_finished = ready, p.total_batch_idx + 1, is_last
-        _step_schedulers(trainer, "step", steps or not automatic, batch_idx, last=is_last)
+        p.stepped, p.phase = steps, "batch_end"
+        _step_schedulers(trainer, "step", steps, batch_idx, last=is_last)
         trainer._hook("on_train_batch_end", outputs, batch, batch_idx)
-        logged = trainer._metrics.collect(on_step=True)
-        if steps or not automatic:
-            trainer._log_step_metrics(logged)
-        if _should_validate(trainer, batch_idx, is_last):
-            if steps or not automatic:
-                trainer._module_hook("on_validation_model_zero_grad")
-            _run_validation(trainer)
-        if steps or not automatic:
-            _step_schedulers(trainer, "step", True, batch_idx, plateau=True)
-            p.batches_that_stepped += 1
-        if trainer.should_stop:
-            for logger in trainer.loggers:
-                logger.save()
-        if (0 <= trainer.max_steps <= p.global_step) or (trainer.should_stop and _can_stop_early(trainer)):
-            break
-        if trainer._time_is_up():
+        if _finish_batch(trainer, batch_idx, is_last, steps):
             break
     _end_train_epoch(trainer)
 
 
-def _end_train_epoch(trainer: Trainer) -> None:
+def _finish_batch(trainer: Trainer, batch_idx: int, is_last: bool, stepped: bool) -> bool:
+    """What follows ``on_train_batch_end``: logging, validation when due, plateau schedulers. True to stop."""
+    p = trainer._progress
+    if p.phase == "batch_end":
+        logged = trainer._metrics.collect(on_step=True)
+        if stepped:
+            trainer._log_step_metrics(logged)
+        if _should_validate(trainer, batch_idx, is_last):
+            if stepped:
+                trainer._module_hook("on_validation_model_zero_grad")
+            p.phase = "validating"
+            _run_validation(trainer)
+    p.phase = ""
+    if stepped:
+        _step_schedulers(trainer, "step", True, batch_idx, plateau=True)
+        p.batches_that_stepped += 1
+    if trainer.should_stop:
+        for logger in trainer.loggers:
+            logger.save()
+    return (0 <= trainer.max_steps <= p.global_step) or (trainer.should_stop and _can_stop_early(trainer)) \
+        or trainer._time_is_up()
+
+
+def _end_train_epoch(trainer: Trainer, hooks: bool = True) -> None:
     p = trainer._progress
     trainer._metrics.on_step = False
-    trainer._hook("on_train_epoch_end")
+    if hooks:
+        p.phase = "epoch_end"
+        trainer._hook("on_train_epoch_end")
     trainer._metrics.collect(on_step=False)
     if p.epoch_finished or p.batch_idx == trainer.num_training_batches:
         _step_schedulers(trainer, "epoch", True, p.epoch, plateau=True)
@@ -225,7 +293,7 @@ def _end_train_epoch(trainer: Trainer) -> None:
     p.batches_that_stepped += 1
     trainer._train_results = _Results(training=True)
     trainer._metrics.results, trainer._metrics.on_step = trainer._train_results, True
-    p.epoch, p.batch_idx, p.epoch_finished = p.epoch + 1, 0, False
+    p.epoch, p.batch_idx, p.epoch_finished, p.phase = p.epoch + 1, 0, False, ""
 
 
 def _step_schedulers(trainer: Trainer, interval: str, stepped: bool, index: int, plateau: bool = False,
@@ -275,28 +343,47 @@ def _run_sanity_check(trainer: Trainer) -> None:
     _set_rng_state(state)  # the sanity check must not change what training sees
 
 
-def _rng_state() -> dict[str, Any]:
+def _generators(loader: Any) -> list[torch.Generator]:
+    """The torch Generators a DataLoader draws its shuffling from (its own, its sampler's)."""
+    found: list[torch.Generator] = []
+    for owner in (loader, getattr(loader, "sampler", None), getattr(getattr(loader, "batch_sampler", None),
+                                                                  "sampler", None)):
+        gen = getattr(owner, "generator", None)
+        if isinstance(gen, torch.Generator) and all(gen is not g for g in found):
+            found.append(gen)
+    return found
+
+
+def _rng_state(loader: Any = None) -> dict[str, Any]:
+    """Python, NumPy, torch (and CUDA) random states, plus those of ``loader``'s generators."""
     state: dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state()}
     try:
         import numpy as np
 
-        state["numpy"] = np.random.get_state()
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
+        state["numpy"] = (kind, torch.from_numpy(keys.astype("int64")), pos, has_gauss, gauss)
     except ImportError:
         pass
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
+    if loader is not None:
+        state["loader"] = [g.get_state() for g in _generators(loader)]
     return state
 
 
-def _set_rng_state(state: dict[str, Any]) -> None:
+def _set_rng_state(state: dict[str, Any], loader: Any = None) -> None:
     random.setstate(state["python"])
     torch.set_rng_state(state["torch"])
     if "numpy" in state:
         import numpy as np
 
-        np.random.set_state(state["numpy"])
-    if "cuda" in state:
+        kind, keys, pos, has_gauss, gauss = state["numpy"]
+        np.random.set_state((kind, keys.numpy().astype("uint32"), pos, has_gauss, gauss))
+    if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+    if loader is not None:
+        for gen, gen_state in zip(_generators(loader), state.get("loader", [])):
+            gen.set_state(gen_state)
 
 
 # -- evaluation and prediction --------------------------------------------------------------------

@@ -56,7 +56,10 @@ def _parse_max_time(max_time: Any) -> float | None:
     if isinstance(max_time, timedelta):
         return max_time.total_seconds()
     if isinstance(max_time, dict):
-        return timedelta(**max_time).total_seconds()
+        try:
+            return timedelta(**max_time).total_seconds()
+        except TypeError:
+            pass  # an unknown key such as "hourz": reported below
     if isinstance(max_time, str):
         parts = max_time.split(":")
         if len(parts) == 4 and all(p.strip().isdigit() for p in parts):
@@ -253,6 +256,8 @@ class Trainer:
         self.ckpt_path: str | None = None
         self._fit_start_time: float | None = None
         self._hook_cache: dict[str, tuple[list[Any], list[Any], bool]] = {}
+        self._epoch_rng: dict[str, Any] = {}
+        self._resume_state: dict[str, Any] | None = None
 
     # ---------------------------------------------------------------------------------------------
     # construction helpers
@@ -510,7 +515,7 @@ class Trainer:
     def _setup_eval_data(self, kind: str) -> None:
         if kind in self._loaders:
             return
-        loaders = [self._loaders["train"]] if kind == "val" and self.overfit_batches else self._request_loaders(kind)
+        loaders = self._request_loaders(kind)  # overfit_batches limits them, as in Lightning 2.x
         limit = {"val": self.limit_val_batches, "test": self.limit_test_batches,
                  "predict": self.limit_predict_batches}[kind]
         self._loaders[kind] = loaders
@@ -555,7 +560,7 @@ class Trainer:
             self._fit_start_time = time.monotonic()
             self._setup_run(ckpt_path, weights_only)
             with torch.autograd.set_detect_anomaly(self._detect_anomaly):
-                loops._fit_loop(self)
+                loops._fit_loop(self, self._resume_state)
             self.strategy.teardown()
             self._hook("on_fit_end")
             self._end_run()
@@ -710,8 +715,9 @@ class Trainer:
             module._lightning_optimizers = self._lightning_optimizers
             self._hook("on_fit_start")
         self._log_hyperparams()
+        self._resume_state = None
         if fitting and checkpoint is not None:
-            _restore_training_state(self, checkpoint)
+            self._resume_state = _restore_training_state(self, checkpoint)
 
     def _attach_model_callbacks(self) -> None:
         model_callbacks = self._module_hook("configure_callbacks")

@@ -1,0 +1,367 @@
+"""Per-step cost of ember's loop against a hand-written PyTorch loop and against Lightning.
+
+The same work runs three ways: a tiny MLP (32 -> 64 -> 64 -> 2), cross-entropy, backward, SGD step,
+one ``self.log("loss", loss)`` per training step and one validation pass per epoch (logging
+``val_loss``). The hand-written loop does the same tensor work without any logging.
+
+    python benchmarks/overhead.py                       # both data modes, table on stdout
+    python benchmarks/overhead.py --data prebatched     # loop cost dominates
+    python benchmarks/overhead.py --defaults            # progress bar, CSV logger, checkpoints ON
+    python benchmarks/overhead.py --json out.json
+
+Data modes: ``loader`` iterates a ``DataLoader`` over a ``TensorDataset`` (batch 32, shuffled);
+``prebatched`` iterates ready ``(x, y)`` batches (a sized iterable, not a list, because both
+frameworks read a list as "several dataloaders"), so the framework's own per-step cost dominates.
+
+Method, and why:
+- Every (framework, repeat) runs in a fresh subprocess of this file (``--worker NAME``). Fresh
+  interpreters keep the runs independent (no allocator, import or autograd state shared between
+  frameworks) and let Lightning run from its own interpreter (``--lightning-python``, default: this
+  one if it can import Lightning, else ``/tmp/plvenv/bin/python``). Runs alternate
+  hand, ember, lightning, hand, ... so that slow drift of the machine hits all of them alike; the
+  table reports medians over the repeats.
+- Inside a worker, one warm-up run (one epoch, separate model/trainer) precedes the timed run, so
+  first-call costs (lazy imports, autograd and optimizer-state initialisation) are not counted.
+- The timed window is the training loop itself: for ember/Lightning from the module's
+  ``on_train_start`` to ``on_train_end`` (after setup, model summary and sanity check; both
+  frameworks always call these module hooks, so timing them adds no per-step work). Validation
+  passes are inside the window for all three. Per-step time = window / training steps. The
+  fixed cost outside the window (Trainer construction, setup, teardown) is reported separately.
+- ``torch.set_num_threads(1)`` by default: the tensors are far too small for intra-op parallelism
+  to help, and on a 2-core machine a second thread only adds noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+FRAMEWORKS = ("hand", "ember", "lightning")
+
+IN_FEATURES, HIDDEN, CLASSES = 32, 64, 2
+TRAIN_SAMPLES, VAL_SAMPLES, BATCH_SIZE = 4096, 512, 32  # 128 training and 16 validation batches per epoch
+LR = 0.05
+
+
+# ---------------------------------------------------------------------------------------------------
+# the workload (imported by the workers and by memory.py)
+# ---------------------------------------------------------------------------------------------------
+class PreBatched:
+    """Ready (x, y) batches; sized and iterable, but not a list (a list means several dataloaders)."""
+
+    def __init__(self, batches: list) -> None:
+        self.batches = batches
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+def make_model():
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(IN_FEATURES, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, HIDDEN), nn.ReLU(),
+                         nn.Linear(HIDDEN, CLASSES))
+
+
+def make_data(data: str):
+    """(train, val) iterables of (x, y) batches, identical for every framework."""
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    g = torch.Generator().manual_seed(1234)
+    teacher = torch.randn(IN_FEATURES, CLASSES, generator=g)
+    x = torch.randn(TRAIN_SAMPLES + VAL_SAMPLES, IN_FEATURES, generator=g)
+    y = (x @ teacher).argmax(dim=1)
+    xt, yt, xv, yv = x[:TRAIN_SAMPLES], y[:TRAIN_SAMPLES], x[TRAIN_SAMPLES:], y[TRAIN_SAMPLES:]
+    if data == "loader":
+        train = DataLoader(TensorDataset(xt, yt), batch_size=BATCH_SIZE, shuffle=True,
+                           generator=torch.Generator().manual_seed(0))
+        val = DataLoader(TensorDataset(xv, yv), batch_size=BATCH_SIZE)
+        return train, val
+    split = lambda a, b: PreBatched([(a[i:i + BATCH_SIZE].clone(), b[i:i + BATCH_SIZE].clone())  # noqa: E731
+                                     for i in range(0, len(a), BATCH_SIZE)])
+    return split(xt, yt), split(xv, yv)
+
+
+def run_hand(data: str, epochs: int) -> dict:
+    import torch
+    import torch.nn.functional as F
+
+    model = make_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+    train, val = make_data(data)
+    steps, val_loss = 0, float("nan")
+    start = time.perf_counter()
+    for _ in range(epochs):
+        model.train()
+        for x, y in train:
+            loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            steps += 1
+        model.eval()
+        with torch.no_grad():
+            total, count = torch.zeros(()), 0
+            for x, y in val:
+                total += F.cross_entropy(model(x), y) * len(x)
+                count += len(x)
+        model.train()
+        val_loss = (total / count).item()
+    loop_s = time.perf_counter() - start
+    return {"loop_s": loop_s, "fit_s": loop_s, "steps": steps, "val_loss": val_loss}
+
+
+def import_framework(name: str):
+    """(pl, CSVLogger class) for "ember" or "lightning"."""
+    if name == "ember":
+        if str(REPO) not in sys.path:  # the checkout's ember, whatever the working directory
+            sys.path.insert(0, str(REPO))
+        import ember as pl
+        from ember.loggers import CSVLogger
+
+        return pl, CSVLogger
+    try:
+        import pytorch_lightning as pl
+        from pytorch_lightning.loggers import CSVLogger
+    except ImportError:
+        import lightning.pytorch as pl
+        from lightning.pytorch.loggers import CSVLogger
+    import logging
+
+    for logger_name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric"):
+        logging.getLogger(logger_name).setLevel(logging.ERROR)
+    return pl, CSVLogger
+
+
+def make_module_class(pl):
+    import torch
+    import torch.nn.functional as F
+
+    class Module(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = make_model()
+            self.t_start = self.t_end = 0.0
+            self.last_val_loss = float("nan")
+
+        def forward(self, x):
+            return self.net(x)
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            loss = F.cross_entropy(self(x), y)
+            self.log("loss", loss)
+            return loss
+
+        def validation_step(self, batch, batch_idx):
+            x, y = batch
+            loss = F.cross_entropy(self(x), y)
+            self.log("val_loss", loss)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=LR)
+
+        def on_train_start(self) -> None:
+            self.t_start = time.perf_counter()
+
+        def on_train_end(self) -> None:
+            self.t_end = time.perf_counter()
+
+    return Module
+
+
+def run_framework(name: str, data: str, epochs: int, defaults: bool, root: str) -> dict:
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    pl, CSVLogger = import_framework(name)
+    Module = make_module_class(pl)
+    model = Module()
+    train, val = make_data(data)
+    if defaults:  # an explicit CSVLogger: Lightning would pick TensorBoard where it is installed
+        kwargs = dict(logger=CSVLogger(save_dir=root))
+    else:
+        kwargs = dict(enable_progress_bar=False, enable_checkpointing=False, logger=False,
+                      enable_model_summary=False, num_sanity_val_steps=0)
+    start = time.perf_counter()
+    trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, default_root_dir=root, **kwargs)
+    trainer.fit(model, train_dataloaders=train, val_dataloaders=val)
+    fit_s = time.perf_counter() - start
+    val_loss = trainer.callback_metrics.get("val_loss")
+    return {"loop_s": model.t_end - model.t_start, "fit_s": fit_s, "steps": trainer.global_step,
+            "val_loss": float(val_loss) if val_loss is not None else float("nan")}
+
+
+def run_once(name: str, data: str, epochs: int, defaults: bool, root: str) -> dict:
+    if name == "hand":
+        return run_hand(data, epochs)
+    return run_framework(name, data, epochs, defaults, root)
+
+
+def worker(args: argparse.Namespace) -> None:
+    import resource
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory(prefix="ember-bench-") as root:
+        os.chdir(root)  # anything a framework writes by default lands in the temporary directory
+        if args.warmup_epochs:
+            run_once(args.worker, args.data, args.warmup_epochs, args.defaults, os.path.join(root, "warmup"))
+        if args.profile:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            profiler.enable()
+        result = run_once(args.worker, args.data, args.epochs, args.defaults, os.path.join(root, "run"))
+        if args.profile:
+            profiler.disable()
+            profiler.dump_stats(args.profile)
+    result.update(framework=args.worker, data=args.data, defaults=args.defaults,
+                  maxrss_kb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+# ---------------------------------------------------------------------------------------------------
+# the driver
+# ---------------------------------------------------------------------------------------------------
+def _can_import_lightning(python: str) -> bool:
+    code = ("import importlib.util as u, sys; sys.exit(0 if u.find_spec('pytorch_lightning') or "
+            "(u.find_spec('lightning') and u.find_spec('lightning.pytorch')) else 1)")
+    try:
+        return subprocess.run([python, "-c", code], capture_output=True, timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def find_lightning_python(explicit: str | None) -> str | None:
+    candidates = [explicit] if explicit else [os.environ.get("LIGHTNING_PYTHON"), sys.executable,
+                                              "/tmp/plvenv/bin/python"]
+    for python in candidates:
+        if python and (python == sys.executable or os.path.exists(python)) and _can_import_lightning(python):
+            return python
+    return None
+
+
+def worker_command(python: str, name: str, data: str, args: argparse.Namespace) -> list[str]:
+    cmd = [python, str(Path(__file__).resolve()), "--worker", name, "--data", data, "--epochs", str(args.epochs),
+           "--warmup-epochs", str(args.warmup_epochs), "--threads", str(args.threads)]
+    return cmd + (["--defaults"] if args.defaults else [])
+
+
+def run_worker(cmd: list[str], timeout: float = 600) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    raise RuntimeError(f"worker failed ({' '.join(cmd)}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+
+
+def measure(data: str, args: argparse.Namespace, pythons: dict[str, str]) -> dict:
+    runs: dict[str, list[dict]] = {name: [] for name in pythons}
+    for repeat in range(args.repeats):
+        for name, python in pythons.items():
+            result = run_worker(worker_command(python, name, data, args))
+            runs[name].append(result)
+            if args.verbose:
+                print(f"  [{data} #{repeat}] {name:9s} {1e3 * result['loop_s'] / result['steps']:.4f} ms/step",
+                      file=sys.stderr, flush=True)
+    summary: dict[str, dict] = {}
+    for name, results in runs.items():
+        per_step = [1e3 * r["loop_s"] / r["steps"] for r in results]
+        summary[name] = {
+            "steps": results[0]["steps"],
+            "ms_per_step": statistics.median(per_step),
+            "ms_per_step_min": min(per_step),
+            "ms_per_step_max": max(per_step),
+            "fixed_s": statistics.median(r["fit_s"] - r["loop_s"] for r in results),
+            "val_loss": results[0]["val_loss"],
+            "maxrss_mb": statistics.median(r["maxrss_kb"] for r in results) / 1024,
+            "runs_ms_per_step": per_step,
+        }
+    hand = summary.get("hand", {}).get("ms_per_step")
+    for name, row in summary.items():
+        row["ratio_to_hand"] = row["ms_per_step"] / hand if hand else None
+        row["overhead_us_per_step"] = 1e3 * (row["ms_per_step"] - hand) if hand else None
+    return summary
+
+
+def print_table(data: str, summary: dict, args: argparse.Namespace) -> None:
+    import torch
+
+    steps = next(iter(summary.values()))["steps"]
+    print(f"\ndata={data}{'  defaults=ON' if args.defaults else ''}  ({steps} steps/run, {args.repeats} repeats, "
+          f"torch {torch.__version__}, {args.threads} thread(s))")
+    header = f"{'':10s} {'ms/step':>8s} {'min':>8s} {'max':>8s} {'x hand':>7s} {'+us/step':>9s} {'fixed s':>8s}"
+    print(header)
+    print("-" * len(header))
+    for name, row in summary.items():
+        ratio = f"{row['ratio_to_hand']:.2f}" if row["ratio_to_hand"] else "-"
+        over = f"{row['overhead_us_per_step']:.1f}" if row["overhead_us_per_step"] is not None else "-"
+        print(f"{name:10s} {row['ms_per_step']:8.4f} {row['ms_per_step_min']:8.4f} {row['ms_per_step_max']:8.4f} "
+              f"{ratio:>7s} {over:>9s} {row['fixed_s']:8.3f}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", choices=("loader", "prebatched", "both"), default="both")
+    parser.add_argument("--defaults", action="store_true",
+                        help="progress bar, CSV logger, checkpointing and model summary ON for ember/Lightning")
+    parser.add_argument("--epochs", type=int, default=20, help="timed epochs (128 steps each)")
+    parser.add_argument("--warmup-epochs", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--frameworks", default=",".join(FRAMEWORKS), help="comma-separated subset")
+    parser.add_argument("--lightning-python", default=None, help="interpreter that can import Lightning")
+    parser.add_argument("--json", default=None, help="write the results here")
+    parser.add_argument("--verbose", action="store_true", help="print every run as it finishes")
+    parser.add_argument("--worker", choices=FRAMEWORKS, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--profile", default=None,
+                        help="with --worker: write a cProfile of the timed run to this file")
+    args = parser.parse_args(argv)
+    if args.worker:
+        if args.data == "both":
+            parser.error("--worker needs --data loader or --data prebatched")
+        worker(args)
+        return
+    pythons: dict[str, str] = {}
+    for name in args.frameworks.split(","):
+        if name == "lightning":
+            python = find_lightning_python(args.lightning_python)
+            if python is None:
+                print("Lightning is not importable (pytorch_lightning / lightning.pytorch): skipped.",
+                      file=sys.stderr)
+                continue
+            pythons[name] = python
+        elif name in FRAMEWORKS:
+            pythons[name] = sys.executable
+        else:
+            parser.error(f"unknown framework {name!r}; choose from {', '.join(FRAMEWORKS)}")
+    modes = ("loader", "prebatched") if args.data == "both" else (args.data,)
+    results = {}
+    for data in modes:
+        results[data] = measure(data, args, pythons)
+        print_table(data, results[data], args)
+    if args.json:
+        meta = {"python": sys.version.split()[0], "cpus": os.cpu_count(), "threads": args.threads,
+                "epochs": args.epochs, "repeats": args.repeats, "defaults": args.defaults, "pythons": pythons}
+        Path(args.json).write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
