@@ -41,7 +41,8 @@ def _atomic_save(obj: Any, path: str | Path) -> None:
         with fs.open(fspath, "wb") as f:
             torch.save(obj, f)
         return
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".ckpt", dir=parent or ".")
+    # the temporary name does not end in .ckpt, so that nothing mistakes a half-written file for a checkpoint
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(fspath)}.", suffix=".tmp", dir=parent or ".")
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)

@@ -94,17 +94,19 @@ class _Files:
         """Make ``link`` point at ``target``: a relative symlink locally (a copy where symlinks fail),
         a copy on remote file systems."""
         if cls.is_local(target) and cls.is_local(link):
-            if os.path.islink(link) or os.path.isfile(link):
-                os.remove(link)
-            elif os.path.isdir(link):
+            if os.path.isdir(link) and not os.path.islink(link):
                 shutil.rmtree(link)
+            tmp = f"{link}.tmp-link"  # made under a temporary name, then renamed: "last" never goes missing
+            if os.path.lexists(tmp):
+                os.remove(tmp)
             try:
-                os.symlink(os.path.relpath(target, os.path.dirname(link)), link)
+                os.symlink(os.path.relpath(target, os.path.dirname(link)), tmp)
             except OSError:
                 if os.path.isdir(target):
                     shutil.copytree(target, link)
-                else:
-                    shutil.copy(target, link)
+                    return
+                shutil.copy(target, tmp)
+            os.replace(tmp, link)
             return
         cls.remove(link)
         cls.fs(target).copy(str(target), str(link), recursive=True)

@@ -17,6 +17,7 @@ import torch
 
 from ember.metrics import _Results
 from ember.optimization import _scheduler_step, _TrainingClosure
+from ember.trainer.preemption import _Preempted, _save_preemption_checkpoint
 from ember.trainer.states import RunningStage
 from ember.utilities.rank_zero import rank_zero_info
 
@@ -130,7 +131,7 @@ def _fit_loop(trainer: Trainer, resume: dict[str, Any] | None = None) -> None:
         trainer.state.stage = RunningStage.TRAINING
         _train_epoch(trainer, iterator)
         iterator = None
-        if trainer._reload_every and p.epoch % trainer._reload_every == 0:
+        if trainer._reload_every and p.epoch % trainer._reload_every == 0 and not _fit_done(trainer):
             trainer._reload_train_dataloader()
     trainer._hook("on_train_end")
 
@@ -221,7 +222,7 @@ def _train_epoch(trainer: Trainer, iterator: Iterator[Any] | None) -> None:
     optimizer = trainer._lightning_optimizers[0] if automatic and trainer._lightning_optimizers else None
     raw_optimizer = optimizer.optimizer if optimizer is not None else None
     for batch, is_last in _with_last(iterator, num_batches - p.batch_idx):
-        batch_idx = p.batch_idx
+        batch_idx, trainer._is_last_batch = p.batch_idx, is_last
         batch = trainer._to_device(batch, 0)
         trainer._train_results.new_batch(batch)
         ready = batch_idx + 1
@@ -272,6 +273,9 @@ def _finish_batch(trainer: Trainer, batch_idx: int, is_last: bool, stepped: bool
     if stepped:
         _step_schedulers(trainer, "step", True, batch_idx, plateau=True)
         p.batches_that_stepped += 1
+    if trainer._signals.received is not None:  # preempted: checkpoint this exact point and leave
+        signum = trainer._signals.received
+        raise _Preempted(signum, _save_preemption_checkpoint(trainer, signum))
     if trainer.should_stop:
         for logger in trainer.loggers:
             logger.save()

@@ -23,6 +23,7 @@ from ember.module import LightningModule
 from ember.optimization import LightningOptimizer, LRSchedulerConfig, _clip_gradients, _init_optimizers
 from ember.strategies.strategy import SingleDeviceStrategy, Strategy
 from ember.trainer import loops
+from ember.trainer.preemption import _hpc_checkpoints, _Preempted, _SignalHandlers
 from ember.trainer.states import RunningStage, TrainerFn, TrainerState, TrainerStatus
 from ember.utilities.exceptions import MisconfigurationException
 from ember.utilities.rank_zero import rank_zero_info, rank_zero_warn
@@ -256,7 +257,9 @@ class Trainer:
         self.ckpt_path: str | None = None
         self._fit_start_time: float | None = None
         self._hook_cache: dict[str, tuple[list[Any], list[Any], bool]] = {}
+        self._is_last_batch = False
         self._epoch_rng: dict[str, Any] = {}
+        self._signals = _SignalHandlers()
         self._resume_state: dict[str, Any] | None = None
 
     # ---------------------------------------------------------------------------------------------
@@ -531,8 +534,10 @@ class Trainer:
                                f"`{step_name}(self, batch, batch_idx, dataloader_idx=0)`.")
 
     def _reload_train_dataloader(self) -> None:
+        """``reload_dataloaders_every_n_epochs``: ask for fresh train and val dataloaders."""
         self._setup_train_data()
-        self._loaders.pop("val", None)
+        if self._loaders.pop("val", None) is not None:
+            self._setup_eval_data("val")
 
     @staticmethod
     def _seed_workers() -> bool:
@@ -556,6 +561,8 @@ class Trainer:
         if datamodule is not None and (train_dataloaders is not None or val_dataloaders is not None):
             raise MisconfigurationException("fit() got both dataloaders and a datamodule; pass one or the other.")
         self._begin(model, TrainerFn.FITTING, datamodule, {"train": train_dataloaders, "val": val_dataloaders})
+        self._signals = _SignalHandlers()
+        self._signals.register()
         try:
             self._fit_start_time = time.monotonic()
             self._setup_run(ckpt_path, weights_only)
@@ -564,9 +571,14 @@ class Trainer:
             self.strategy.teardown()
             self._hook("on_fit_end")
             self._end_run()
+        except _Preempted as preempted:
+            self._on_exception(preempted)
+            raise SystemExit(128 + preempted.signum) from None  # the job did not finish: exit as if signalled
         except BaseException as err:
             self._on_exception(err)
             raise
+        finally:
+            self._signals.restore()
 
     def validate(self, model: LightningModule | None = None, dataloaders: Any = None,
                  ckpt_path: str | os.PathLike | None = None, verbose: bool = True,
@@ -667,6 +679,7 @@ class Trainer:
         self.should_stop = False
         if fn == TrainerFn.FITTING:
             self._progress = loops._Progress()
+            self._is_last_batch = False
             self._min_epochs = self.min_epochs if self.min_epochs is not None else (1 if self.min_steps else 0)
             self.max_epochs = self.max_epochs_arg if self.max_epochs_arg is not None else (
                 1000 if self.max_steps == -1 else -1)
@@ -763,20 +776,32 @@ class Trainer:
         self.strategy.teardown()
 
     def _resolve_ckpt_path(self, ckpt_path: Any) -> str | None:
+        """Turn "best", "last", "hpc", "auto", a path or an fsspec URL into the file to load (or None)."""
+        if ckpt_path is None and self.state.fn == TrainerFn.FITTING and os.environ.get("EMBER_AUTO_RESUME") == "1":
+            ckpt_path = "auto"
         if ckpt_path is None:
             return None
-        if ckpt_path in ("best", "last"):
+        if ckpt_path == "best":
             callback = self.checkpoint_callback
-            if callback is None:
-                raise ValueError(f'ckpt_path="{ckpt_path}" needs a ModelCheckpoint callback, but there is none; '
-                                 "pass a checkpoint path instead.")
-            path = callback.best_model_path if ckpt_path == "best" else callback.last_model_path
-            if not path:
-                raise ValueError(f'ckpt_path="{ckpt_path}": the ModelCheckpoint has not saved a {ckpt_path} '
-                                 "checkpoint yet; run fit first or pass a checkpoint path.")
-            return path
+            if callback is None or not callback.best_model_path:
+                raise ValueError('ckpt_path="best" needs a ModelCheckpoint that has saved a checkpoint in this '
+                                 "Trainer; run fit first (with checkpointing enabled) or pass a checkpoint path.")
+            return callback.best_model_path
+        if ckpt_path == "last":
+            found = [path for cb in self.checkpoint_callbacks for path in cb._find_last_checkpoints(self)]
+            if not found:
+                rank_zero_warn('ckpt_path="last": no last checkpoint was found in the ModelCheckpoint folder; '
+                               "starting from scratch.")
+                return None
+            return max(found, key=os.path.getmtime)
         if ckpt_path == "hpc":
-            raise NotImplementedError('ckpt_path="hpc" (SLURM preemption checkpoints) is not available yet.')
+            found = _hpc_checkpoints(self.default_root_dir)
+            if not found:
+                raise ValueError(f'ckpt_path="hpc": no hpc_ckpt_N.ckpt in {self.default_root_dir!r}; pass a '
+                                 "checkpoint path instead.")
+            return found[-1][1]
+        if ckpt_path == "auto":
+            return _newest_checkpoint(self.default_root_dir)
         return os.fspath(ckpt_path)
 
     # ---------------------------------------------------------------------------------------------
@@ -938,11 +963,12 @@ class Trainer:
 
     @property
     def is_last_batch(self) -> bool:
-        return self._progress.epoch_finished
+        """Whether the current (or just finished) training batch is the epoch's last one."""
+        return self._is_last_batch
 
     @property
     def received_sigterm(self) -> bool:
-        return False
+        return self._signals.received is not None
 
     @property
     def estimated_stepping_batches(self) -> float:
@@ -1001,6 +1027,13 @@ class Trainer:
 
 def loops_default_dtype(dtype: torch.dtype) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext() if dtype == torch.float32 else _precision._default_dtype(dtype)
+
+
+def _newest_checkpoint(folder: str) -> str | None:
+    """The most recently written ``*.ckpt`` anywhere under ``folder`` (``ckpt_path="auto"``)."""
+    found = [os.path.join(root, name) for root, _, names in os.walk(folder) for name in names
+             if name.endswith(".ckpt")]
+    return max(found, key=os.path.getmtime) if found else None
 
 
 def _sequential_copy(loader: Any) -> Any:
