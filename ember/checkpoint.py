@@ -71,7 +71,7 @@ def _load_checkpoint(path: str | Path, map_location: Any = "cpu", weights_only: 
                 f"code when unpickled ({str(err).splitlines()[0]}). If you trust the file, pass weights_only=False."
             ) from err
         raise ValueError(f"{str(path)!r} is not a valid checkpoint (corrupt or truncated): {err}") from err
-    except (RuntimeError, EOFError, OSError) as err:
+    except (RuntimeError, EOFError, OSError, KeyError, ValueError, IndexError) as err:  # what garbage bytes raise
         raise ValueError(f"{str(path)!r} is not a valid checkpoint (corrupt or truncated): {err}") from err
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ValueError(f"{str(path)!r} is not a Lightning/ember checkpoint: it has no 'state_dict' entry.")

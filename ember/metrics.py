@@ -71,9 +71,9 @@ class _Entry:
         self.computed: torch.Tensor | None = None
 
     def update(self, value: torch.Tensor, batch_size: int) -> None:
-        if self.sync is not None and self.on_step:
-            value = self.sync(value, self.reduce)
-        self.step_value = value
+        # the step value is reduced across processes now; the epoch total keeps this process's own values and
+        # is reduced once, in compute (a "sum" synced twice would count every rank twice)
+        self.step_value = self.sync(value, self.reduce) if self.sync is not None and self.on_step else value
         self.computed = None
         if not self.on_epoch:
             return
@@ -170,8 +170,10 @@ class _Results:
         logged: dict[str, torch.Tensor] = {}
         callback: dict[str, torch.Tensor] = {}
         pbar: dict[str, torch.Tensor] = {}
-        for key in self.dataloader_keys.get(self.dataloader_idx, ()):
-            entry = self.entries[key]
+        keys = self.dataloader_keys.get(self.dataloader_idx, ())
+        for key, entry in self.entries.items():  # in logging order, the same on every rank (compute may sync)
+            if key not in keys:
+                continue
             if on_step:
                 if not entry.on_step or entry.step_value is None:
                     continue

@@ -38,12 +38,27 @@ class AttributeDict(dict):
         del self[key]
 
 
-def _init_args_from_frame(frame: Any) -> dict[str, Any]:
-    """The arguments the ``__init__`` running in ``frame`` was called with (``**kwargs`` flattened)."""
+def _frame_args(frame: Any) -> tuple[Any, dict[str, Any]]:
+    """(``self`` or None where ``frame`` is not a method, the other arguments with ``**kwargs`` flattened)."""
     info = inspect.getargvalues(frame)
+    owner = info.locals.get("self") if info.args[:1] == ["self"] else None
     args = {name: info.locals[name] for name in info.args if name != "self"}
     if info.keywords:
         args.update(info.locals.get(info.keywords, {}))
+    return owner, args
+
+
+def _init_args_from_frame(frame: Any) -> dict[str, Any]:
+    """The arguments the ``__init__`` running in ``frame`` was called with, plus those of the subclass
+    ``__init__``s that called it through ``super().__init__`` (the outermost call wins on a clash)."""
+    owner, args = _frame_args(frame)
+    frame = frame.f_back
+    while owner is not None and frame is not None and frame.f_code.co_name == "__init__":
+        outer_owner, outer_args = _frame_args(frame)
+        if outer_owner is not owner:
+            break
+        args.update(outer_args)
+        frame = frame.f_back
     return args
 
 

@@ -191,7 +191,7 @@ class _TrainingClosure:
         module = trainer.lightning_module
         module._current_fx_name = "training_step"
         with trainer.strategy.precision.forward_context():
-            output = module.training_step(self.batch, self.batch_idx)
+            output = trainer.strategy.training_step(self.batch, self.batch_idx)  # through DDP where there is one
         loss = _closure_loss(output, trainer.accumulate_grad_batches)
         self.output = {} if loss is None else (
             {"loss": loss.detach().clone(), **{k: v for k, v in output.items() if k != "loss"}}

@@ -33,13 +33,21 @@ def loader(n: int = 16, batch_size: int = 4, shuffle: bool = False, seed: int = 
     return DataLoader(reg_data(n, seed=seed), batch_size=batch_size, shuffle=shuffle)
 
 
+def reset_parameters(module: nn.Module, seed: int = 0) -> None:
+    """Give ``module`` the same initial weights every time, without touching the global RNG."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in module.parameters():
+            param.copy_(torch.randn(param.shape, generator=g) * 0.5)
+
+
 class BoringModel(pl.LightningModule):
     """Linear regression: logs ``train_loss`` and ``val_loss``; owns its dataloaders (16 samples, batch 4)."""
 
     def __init__(self, lr: float = 0.1, n_train: int = 16, n_val: int = 8, batch_size: int = 4) -> None:
         super().__init__()
-        torch.manual_seed(0)
         self.layer = nn.Linear(4, 1)
+        reset_parameters(self.layer)
         self.lr, self.n_train, self.n_val, self.batch_size = lr, n_train, n_val, batch_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -84,8 +92,8 @@ class HparamsModel(BoringModel):
     def __init__(self, lr: float = 0.1, hidden: int = 3) -> None:
         super().__init__(lr=lr)
         self.save_hyperparameters()
-        torch.manual_seed(0)
         self.layer = nn.Sequential(nn.Linear(4, hidden), nn.Linear(hidden, 1))
+        reset_parameters(self.layer)
 
 
 def trainer_kwargs(tmp_path: Any, **overrides: Any) -> dict[str, Any]:
