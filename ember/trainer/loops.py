@@ -208,11 +208,11 @@ def _fit_done(trainer: Trainer, log: bool = False) -> bool:
 
 def _train_epoch(trainer: Trainer, iterator: Iterator[Any] | None) -> None:
     p, module = trainer._progress, trainer.lightning_module
-    loader, num_batches, accumulate = trainer.train_dataloader, trainer.num_training_batches, \
-        trainer.accumulate_grad_batches
+    loader, num_batches = trainer.train_dataloader, trainer.num_training_batches
     _set_sampler_epoch(loader, p.epoch)
     if p.batch_idx == 0:
         trainer._hook("on_train_epoch_start")
+    accumulate = trainer.accumulate_grad_batches  # read after the hook: GradientAccumulationScheduler sets it
     if iterator is None:
         trainer._epoch_rng = {"iter": _rng_state(loader)}
         iterator = iter(loader)
@@ -246,7 +246,7 @@ def _train_epoch(trainer: Trainer, iterator: Iterator[Any] | None) -> None:
         else:
             module._current_fx_name = "training_step"
             with trainer.strategy.precision.forward_context():
-                outputs = module.training_step(batch, batch_idx)
+                outputs = trainer.strategy.training_step(batch, batch_idx)  # through DDP where there is one
             outputs = {"loss": outputs.detach()} if isinstance(outputs, torch.Tensor) else outputs
         p.batch_idx, p.total_batch_idx, p.epoch_finished = ready, p.total_batch_idx + 1, is_last
         p.stepped, p.phase = steps, "batch_end"
@@ -286,6 +286,7 @@ def _finish_batch(trainer: Trainer, batch_idx: int, is_last: bool, stepped: bool
 def _end_train_epoch(trainer: Trainer, hooks: bool = True) -> None:
     p = trainer._progress
     trainer._metrics.on_step = False
+    trainer._metrics.collect(on_step=False)  # reduce sync_dist epoch metrics here, on every rank in the same order
     if hooks:
         p.phase = "epoch_end"
         trainer._hook("on_train_epoch_end")
@@ -416,7 +417,7 @@ def _evaluation_loop(trainer: Trainer, stage: RunningStage, loaders: list[Any], 
     with trainer._eval_context():
         trainer._hook(f"on_{kind}_start")
         trainer._hook(f"on_{kind}_epoch_start")
-        seen = 0
+        seen = trainer._eval_log_steps[kind]  # per dataloader; restarts when the dataloaders are (re)loaded
         for dl_idx, (loader, limit) in enumerate(zip(loaders, limits)):
             if limit == 0:
                 continue
@@ -433,8 +434,8 @@ def _evaluation_loop(trainer: Trainer, stage: RunningStage, loaders: list[Any], 
                 trainer._hook(f"on_{kind}_batch_end", out, *args)
                 trainer._metrics.collect(on_step=True)
                 if not sanity:
-                    trainer._log_metrics(trainer._metrics.collect(on_step=True), step=seen)
-                    seen += 1
+                    trainer._log_metrics(trainer._metrics.collect(on_step=True), step=seen[dl_idx])
+                    seen[dl_idx] += 1
             trainer._metrics.on_step = False
             outputs.append({} if sanity else trainer._metrics.collect(on_step=False))
             trainer._metrics.on_step = True

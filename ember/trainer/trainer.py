@@ -6,10 +6,11 @@ import contextlib
 import inspect
 import math
 import os
+import sys
 import time
 from collections.abc import Generator
 from datetime import timedelta
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import torch
 
@@ -21,15 +22,19 @@ from ember.datamodule import LightningDataModule
 from ember.metrics import _MetricStore, _Results
 from ember.module import LightningModule
 from ember.optimization import LightningOptimizer, LRSchedulerConfig, _clip_gradients, _init_optimizers
+from ember.profilers import Profiler, _attach as _attach_profiler, _detach as _detach_profiler, _select_profiler
 from ember.strategies.strategy import SingleDeviceStrategy, Strategy
 from ember.trainer import loops
 from ember.trainer.preemption import _hpc_checkpoints, _Preempted, _SignalHandlers
 from ember.trainer.states import RunningStage, TrainerFn, TrainerState, TrainerStatus
+from ember.utilities.argparse import _defaults_from_env_vars
 from ember.utilities.exceptions import MisconfigurationException
 from ember.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
-_LATER_STRATEGIES = ("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook", "ddp_find_unused_parameters_true",
-                     "fsdp", "fsdp_cpu_offload", "deepspeed", "deepspeed_stage_1", "deepspeed_stage_2",
+if TYPE_CHECKING:
+    from ember.loggers.logger import Logger  # the annotation LightningCLI reads; imported lazily at run time
+
+_LATER_STRATEGIES = ("fsdp", "fsdp_cpu_offload", "deepspeed", "deepspeed_stage_1", "deepspeed_stage_2",
                      "deepspeed_stage_2_offload", "deepspeed_stage_3", "deepspeed_stage_3_offload", "xla",
                      "model_parallel")
 _NOOP_MODULE_HOOKS = frozenset(
@@ -76,6 +81,7 @@ class Trainer:
     Takes the same arguments, with the same defaults, as ``lightning.pytorch.Trainer``.
     """
 
+    @_defaults_from_env_vars  # PL_TRAINER_<ARG> environment variables give defaults, as in Lightning
     def __init__(
         self,
         *,
@@ -84,7 +90,7 @@ class Trainer:
         devices: list[int] | str | int = "auto",
         num_nodes: int = 1,
         precision: Any = None,
-        logger: Any = None,
+        logger: Logger | Iterable[Logger] | bool | None = None,
         callbacks: list[Callback] | Callback | None = None,
         fast_dev_run: int | bool = False,
         max_epochs: int | None = None,
@@ -111,7 +117,7 @@ class Trainer:
         benchmark: bool | None = None,
         inference_mode: bool = True,
         use_distributed_sampler: bool = True,
-        profiler: Any = None,
+        profiler: Profiler | str | None = None,
         detect_anomaly: bool = False,
         barebones: bool = False,
         plugins: Any = None,
@@ -159,18 +165,13 @@ class Trainer:
         _check("deterministic", deterministic, deterministic in (None, True, False, "warn"),
                "use None, True, False or 'warn'")
         # -- features that arrive in later versions -------------------------------------------------
-        if profiler is not None:
-            raise NotImplementedError(f"Trainer(profiler={profiler!r}) is not available yet in ember; use "
-                                      "profiler=None (or wrap fit in torch.profiler yourself).")
+        self.profiler: Profiler = _select_profiler(profiler, barebones)
         if plugins is not None:
             raise NotImplementedError("Trainer(plugins=...) is not available yet in ember; use plugins=None.")
         if model_registry is not None:
             raise NotImplementedError("Trainer(model_registry=...) is not available in ember; use None.")
-        if sync_batchnorm:
-            raise NotImplementedError("Trainer(sync_batchnorm=True) needs a distributed strategy, which is not "
-                                      "available yet in ember; use sync_batchnorm=False.")
-        _check("num_nodes", num_nodes, num_nodes == 1,
-               "ember runs on a single node for now (distributed strategies are not available yet); use 1")
+        _check("num_nodes", num_nodes, isinstance(num_nodes, int) and not isinstance(num_nodes, bool) and
+               num_nodes >= 1, "use an int >= 1 (the number of machines)")
         # -- barebones and fast_dev_run -------------------------------------------------------------
         if barebones:
             for name, value in (("enable_checkpointing", enable_checkpointing), ("logger", logger),
@@ -222,7 +223,8 @@ class Trainer:
         # -- hardware, precision, determinism -------------------------------------------------------
         self.accelerator = accelerators._select_accelerator(accelerator)
         self._precision_flag = _precision._normalize_precision("32-true" if precision is None else precision)
-        self.strategy = self._select_strategy(strategy, devices)
+        self.strategy = self._select_strategy(strategy, devices, num_nodes)
+        self.strategy._layer_sync = sync_batchnorm  # SyncBatchNorm where there are several processes
         if deterministic:
             torch.use_deterministic_algorithms(True, warn_only=deterministic == "warn")
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -258,6 +260,7 @@ class Trainer:
         self._fit_start_time: float | None = None
         self._hook_cache: dict[str, tuple[list[Any], list[Any], bool]] = {}
         self._is_last_batch = False
+        self._eval_log_steps: dict[str, list[int]] = {}  # the step loggers see for evaluation step metrics
         self._epoch_rng: dict[str, Any] = {}
         self._signals = _SignalHandlers()
         self._resume_state: dict[str, Any] | None = None
@@ -265,23 +268,28 @@ class Trainer:
     # ---------------------------------------------------------------------------------------------
     # construction helpers
     # ---------------------------------------------------------------------------------------------
-    def _select_strategy(self, strategy: str | Strategy, devices: Any) -> Strategy:
+    def _select_strategy(self, strategy: str | Strategy, devices: Any, num_nodes: int = 1) -> Strategy:
+        from ember.strategies.ddp import _DDP_STRATEGIES, DDPStrategy
+
         device_ids = accelerators._parse_devices(devices, self.accelerator)
+        if strategy == "auto" and (len(device_ids) > 1 or num_nodes > 1):  # Lightning's choice
+            strategy = "ddp_fork" if hasattr(sys, "ps1") or sys.flags.interactive else "ddp"
         if isinstance(strategy, Strategy):
             chosen = strategy
-        elif not isinstance(strategy, str) or strategy not in ("auto", "single_device", *_LATER_STRATEGIES):
+        elif not isinstance(strategy, str) or strategy not in ("auto", "single_device", *_DDP_STRATEGIES,
+                                                               *_LATER_STRATEGIES):
             raise MisconfigurationException(f"Trainer(strategy={strategy!r}) is not a known strategy; use 'auto', "
-                                            "'single_device', a Strategy instance, or one of "
-                                            f"{', '.join(_LATER_STRATEGIES)} (coming in a later version).")
+                                            "'single_device', 'ddp', 'ddp_spawn', 'ddp_fork', 'ddp_notebook', a "
+                                            f"Strategy instance, or one of {', '.join(_LATER_STRATEGIES)} (coming "
+                                            "in a later version).")
         elif strategy in _LATER_STRATEGIES:
-            raise NotImplementedError(f"Trainer(strategy={strategy!r}) is not available yet: ember runs on a single "
-                                      "device for now; use strategy='auto' with devices=1.")
+            raise NotImplementedError(f"Trainer(strategy={strategy!r}) is not available yet in ember; use "
+                                      "strategy='auto', 'ddp' or 'ddp_spawn'.")
+        elif strategy in _DDP_STRATEGIES:
+            chosen = DDPStrategy(**_DDP_STRATEGIES[strategy])
         else:
-            if len(device_ids) > 1:
-                raise NotImplementedError(f"Trainer(devices={devices!r}) asks for {len(device_ids)} devices, but "
-                                          "multi-device (distributed) training is not available yet in ember; use "
-                                          "devices=1.")
             chosen = SingleDeviceStrategy(self.accelerator.root_device(device_ids[0]), self.accelerator)
+        chosen._configure(self.accelerator, device_ids, num_nodes)
         chosen.accelerator = self.accelerator
         chosen.precision = _precision._select_precision(self._precision_flag, chosen.root_device.type)
         return chosen
@@ -324,7 +332,13 @@ class Trainer:
         from ember.loggers import CSVLogger, Logger
 
         if logger is None or logger is True:
-            return [] if self.fast_dev_run else [CSVLogger(save_dir=self.default_root_dir)]
+            from ember.loggers.tensorboard import TensorBoardLogger, _tensorboard_available
+
+            if self.fast_dev_run:
+                return []
+            # as in Lightning: TensorBoard when it is installed, else the dependency-free CSV logger
+            default = TensorBoardLogger if _tensorboard_available() else CSVLogger
+            return [default(save_dir=self.default_root_dir)]
         if logger is False:
             return []
         loggers = list(logger) if isinstance(logger, Iterable) else [logger]
@@ -357,7 +371,9 @@ class Trainer:
         return cached
 
     def _hook(self, name: str, *args: Any) -> Any:
-        """Call hook ``name`` on the callbacks, then on the module; return the module's result."""
+        """Call hook ``name`` on the callbacks, then on the module; return the module's result.
+
+        With a profiler, ``ember.profilers._profiled_hook`` stands in for this: change both alike."""
         early, late, module_has = self._hooks_for(name)
         module = self._module
         module._current_fx_name = name  # type: ignore[union-attr]
@@ -447,8 +463,10 @@ class Trainer:
             logger.save()
 
     def _time_is_up(self) -> bool:
-        return self._max_time_s is not None and self._fit_start_time is not None and \
-            time.monotonic() - self._fit_start_time >= self._max_time_s
+        if self._max_time_s is None or self._fit_start_time is None:
+            return False
+        # rank 0's clock decides, so that all processes stop at the same batch
+        return bool(self.strategy.broadcast(time.monotonic() - self._fit_start_time >= self._max_time_s))
 
     @contextlib.contextmanager
     def _eval_context(self) -> Generator[None, None, None]:
@@ -493,6 +511,8 @@ class Trainer:
         loader = loaders[0]
         if self.overfit_batches:
             loader = _sequential_copy(loader)
+        if self.use_distributed_sampler:  # each process gets its share of the data (DistributedSampler)
+            loader = self.strategy.process_dataloader(loader, "train")
         self._loaders["train"] = loader
         if loops._length(loader) == 0:
             raise MisconfigurationException("The train dataloader is empty (0 batches): check the dataset and the "
@@ -519,9 +539,12 @@ class Trainer:
         if kind in self._loaders:
             return
         loaders = self._request_loaders(kind)  # overfit_batches limits them, as in Lightning 2.x
+        if self.use_distributed_sampler:
+            loaders = [self.strategy.process_dataloader(loader, kind) for loader in loaders]
         limit = {"val": self.limit_val_batches, "test": self.limit_test_batches,
                  "predict": self.limit_predict_batches}[kind]
         self._loaders[kind] = loaders
+        self._eval_log_steps["test" if kind == "test" else "validation"] = [0] * len(loaders)
         counts = [loops._num_batches(dl, limit, kind) for dl in loaders]
         setattr(self, {"val": "num_val_batches", "test": "num_test_batches", "predict": "num_predict_batches"}[kind],
                 counts)
@@ -561,6 +584,9 @@ class Trainer:
         if datamodule is not None and (train_dataloaders is not None or val_dataloaders is not None):
             raise MisconfigurationException("fit() got both dataloaders and a datamodule; pass one or the other.")
         self._begin(model, TrainerFn.FITTING, datamodule, {"train": train_dataloaders, "val": val_dataloaders})
+        if self.strategy.launcher is not None:  # ddp_spawn/ddp_fork: the run happens in new processes
+            return self.strategy.launcher.launch(self, "fit", model, train_dataloaders, val_dataloaders, datamodule,
+                                                 ckpt_path, weights_only)
         self._signals = _SignalHandlers()
         self._signals.register()
         try:
@@ -599,6 +625,9 @@ class Trainer:
         """Run ``predict_step`` over the dataloaders; returns the predictions (a list per dataloader if several)."""
         model, datamodule = self._model_and_datamodule(model, dataloaders, datamodule, "predict")
         self._begin(model, TrainerFn.PREDICTING, datamodule, {"predict": dataloaders})
+        if self.strategy.launcher is not None:  # ddp_spawn/ddp_fork: the run happens in new processes
+            return self.strategy.launcher.launch(self, "predict", model, dataloaders, datamodule, return_predictions,
+                                                 ckpt_path, weights_only)
         try:
             self._setup_run(ckpt_path, weights_only)
             self.state.stage = RunningStage.PREDICTING
@@ -618,6 +647,9 @@ class Trainer:
         kind = "test" if fn == TrainerFn.TESTING else "val"
         model, datamodule = self._model_and_datamodule(model, dataloaders, datamodule, fn.value)
         self._begin(model, fn, datamodule, {kind: dataloaders})
+        if self.strategy.launcher is not None:  # ddp_spawn/ddp_fork: the run happens in new processes
+            return self.strategy.launcher.launch(self, "_evaluate", fn, model, dataloaders, ckpt_path, verbose,
+                                                 datamodule, weights_only)
         try:
             self._setup_run(ckpt_path, weights_only)
             stage = RunningStage.TESTING if kind == "test" else RunningStage.VALIDATING
@@ -667,7 +699,9 @@ class Trainer:
                                             "trainer.test().")
         if datamodule is not None and not isinstance(datamodule, LightningDataModule):
             raise MisconfigurationException(f"datamodule must be a LightningDataModule, got {type(datamodule).__name__}.")
-        self.state = TrainerState(status=TrainerStatus.RUNNING, fn=fn)
+        stage = {TrainerFn.FITTING: RunningStage.TRAINING, TrainerFn.VALIDATING: RunningStage.VALIDATING,
+                 TrainerFn.TESTING: RunningStage.TESTING, TrainerFn.PREDICTING: RunningStage.PREDICTING}[fn]
+        self.state = TrainerState(status=TrainerStatus.RUNNING, fn=fn, stage=stage)  # set before setup, as in Lightning
         self._module = model
         model._trainer = self
         self.datamodule = datamodule
@@ -689,14 +723,22 @@ class Trainer:
             if self.gradient_clip_val and not model.automatic_optimization:
                 raise MisconfigurationException("Trainer(gradient_clip_val=...) does not apply to manual "
                                                 "optimization; call self.clip_gradients(...) in training_step.")
+        _attach_profiler(self)  # no-op without a profiler
 
     def _setup_run(self, ckpt_path: Any, weights_only: bool | None) -> None:
         """configure_callbacks, prepare_data, setup, configure_model, restore, optimizers, on_fit_start."""
         module, fitting = self._module, self.state.fn == TrainerFn.FITTING
         self._attach_model_callbacks()
-        if self.datamodule is not None:
-            self.datamodule.prepare_data()
-        self._module_hook("prepare_data")
+        self.strategy.setup_environment()  # start or join the other processes of a distributed run
+        if not self.is_global_zero and self.progress_bar_callback is not None:
+            self.progress_bar_callback.disable()
+        for owner in (self.datamodule, module):  # once per node (or once in all: prepare_data_per_node=False)
+            rank = self.local_rank if getattr(owner, "prepare_data_per_node", True) else self.global_rank
+            if owner is module and rank == 0:
+                self._module_hook("prepare_data")
+            elif owner is not None and rank == 0:
+                owner.prepare_data()
+        self.strategy.barrier("prepare_data")
         stage = self.state.fn.value  # type: ignore[union-attr]
         if self.datamodule is not None:
             self.datamodule.setup(stage)
@@ -765,6 +807,7 @@ class Trainer:
             logger.finalize("success")
         self.state.status = TrainerStatus.FINISHED
         self.state.stage = None
+        _detach_profiler(self, describe=True)
 
     def _on_exception(self, err: BaseException) -> None:
         self.state.status = TrainerStatus.INTERRUPTED
@@ -774,6 +817,8 @@ class Trainer:
         for logger in self.loggers:
             logger.finalize("failed")
         self.strategy.teardown()
+        _detach_profiler(self, describe=False)
+        self.strategy.on_exception(err)  # a distributed strategy stops the other ranks (may raise their error)
 
     def _resolve_ckpt_path(self, ckpt_path: Any) -> str | None:
         """Turn "best", "last", "hpc", "auto", a path or an fsspec URL into the file to load (or None)."""
@@ -826,7 +871,8 @@ class Trainer:
 
     @property
     def model(self) -> torch.nn.Module | None:
-        return self._module
+        """The module the strategy runs: the DistributedDataParallel wrapper during a DDP fit, else the model."""
+        return self.strategy.model if self.strategy.model is not None else self._module
 
     @property
     def current_epoch(self) -> int:
@@ -1006,11 +1052,11 @@ class Trainer:
 
     @property
     def num_devices(self) -> int:
-        return 1
+        return len(self.device_ids)
 
     @property
     def device_ids(self) -> list[int]:
-        return [self.strategy.root_device.index or 0]
+        return [i if device.index is None else device.index for i, device in enumerate(self.strategy.parallel_devices)]
 
     def print(self, *args: Any, **kwargs: Any) -> None:
         """``print`` on global rank 0 only."""

@@ -14,6 +14,12 @@ from ember.callbacks.progress import ProgressBar, TQDMProgressBar
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(autouse=True)
+def _terminal(monkeypatch):
+    """These tests read the drawn bars, which are drawn only on a terminal (pytest captures stdout)."""
+    monkeypatch.setattr("ember.callbacks.progress.tqdm_progress._plain_output", lambda: False)
+
+
 class StubTrainer:
     def __init__(self, **kwargs):
         self.current_epoch = 0

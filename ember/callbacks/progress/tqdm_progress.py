@@ -8,6 +8,9 @@ Bars shown:
 * ``Testing DataLoader i`` / ``Predicting DataLoader i`` for ``trainer.test`` / ``trainer.predict``.
 
 tqdm is imported only when the first bar is created, so ``import ember`` stays cheap.
+
+When stdout is not a terminal (a CI log, a file, a pipe) the bars are not drawn; one plain line per epoch
+is printed instead (``Epoch 3/9: train_loss=0.123 val_loss=0.456 (1.2 s)``), see ``progress/plain.py``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any
 
+from ember.callbacks.progress.plain import _plain_output, _PlainProgress
 from ember.callbacks.progress.progress_bar import ProgressBar, _convert_inf, _fn_is
 
 if TYPE_CHECKING:
@@ -94,6 +98,9 @@ class TQDMProgressBar(ProgressBar):
         self._val_progress_bar: Any = None
         self._test_progress_bar: Any = None
         self._predict_progress_bar: Any = None
+        self._plain = False  # decided in setup: stdout is not a terminal
+        self._plain_progress = _PlainProgress()
+        self._plain_count = 0
 
     def __getstate__(self) -> dict[str, Any]:
         # tqdm objects hold locks and file handles; a copy or pickle starts without bars
@@ -159,7 +166,7 @@ class TQDMProgressBar(ProgressBar):
         return _get_tqdm_class()(
             desc=desc,
             position=position,
-            disable=self.is_disabled,
+            disable=self.is_disabled or self._plain,
             leave=leave,
             dynamic_ncols=True,
             file=sys.stdout,  # looked up now, so redirected/captured stdout is honoured
@@ -217,6 +224,20 @@ class TQDMProgressBar(ProgressBar):
         if bar is not None and not bar.disable:
             bar.set_postfix(self.get_metrics(trainer, pl_module))
 
+    # ---- plain lines when stdout is not a terminal ----------------------------------------
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        self._plain = _plain_output()
+
+    def _plain_start(self, description: str) -> None:
+        self._plain_count = 0
+        self._plain_progress.start(description)
+
+    def _plain_end(self, description: str) -> None:
+        if self._plain and self.is_enabled:
+            self._plain_progress.emit(self._plain_progress.loop_line(description, self._plain_count))
+
     # ---- sanity check ----------------------------------------------------------------------
 
     def on_sanity_check_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -238,6 +259,7 @@ class TQDMProgressBar(ProgressBar):
 
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         super().on_train_epoch_start(trainer, pl_module)
+        self._plain_progress.start("epoch")
         if self._leave or self._train_progress_bar is None:
             if self._leave and self._train_progress_bar is not None:
                 self._train_progress_bar.close()
@@ -254,6 +276,8 @@ class TQDMProgressBar(ProgressBar):
             self._update_n(bar, n, self.get_metrics(trainer, pl_module))
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._plain and self.is_enabled:
+            self._plain_progress.emit(self._plain_progress.epoch_line(trainer, self.get_metrics(trainer, pl_module)))
         bar = self._train_progress_bar
         if bar is None:
             return
@@ -273,6 +297,7 @@ class TQDMProgressBar(ProgressBar):
 
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         super().on_validation_start(trainer, pl_module)
+        self._plain_start(self.validation_description)
         if not trainer.sanity_checking:
             self.val_progress_bar = self.init_validation_tqdm()
 
@@ -292,6 +317,7 @@ class TQDMProgressBar(ProgressBar):
         batch_idx: int, dataloader_idx: int = 0,
     ) -> None:
         super().on_validation_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
+        self._plain_count += 1
         n = batch_idx + 1
         bar = self._val_progress_bar
         if bar is not None and self._should_update(n, bar.total):
@@ -302,6 +328,8 @@ class TQDMProgressBar(ProgressBar):
             self._val_progress_bar.close()
             self._val_progress_bar = None
         self.reset_dataloader_idx_tracker()
+        if _fn_is(trainer, "validate"):
+            self._plain_end(self.validation_description)
         if _fn_is(trainer, "fit") and not trainer.sanity_checking:
             # show the fresh validation metrics on the epoch bar
             self._set_postfix(self._train_progress_bar, trainer, pl_module)
@@ -310,6 +338,7 @@ class TQDMProgressBar(ProgressBar):
 
     def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         super().on_test_start(trainer, pl_module)
+        self._plain_start(self.test_description)
         self.test_progress_bar = self.init_test_tqdm()
 
     def on_test_batch_start(
@@ -327,6 +356,7 @@ class TQDMProgressBar(ProgressBar):
         batch_idx: int, dataloader_idx: int = 0,
     ) -> None:
         super().on_test_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
+        self._plain_count += 1
         n = batch_idx + 1
         bar = self._test_progress_bar
         if bar is not None and self._should_update(n, bar.total):
@@ -337,11 +367,13 @@ class TQDMProgressBar(ProgressBar):
             self._test_progress_bar.close()
             self._test_progress_bar = None
         self.reset_dataloader_idx_tracker()
+        self._plain_end(self.test_description)
 
     # ---- predict ---------------------------------------------------------------------------
 
     def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         super().on_predict_start(trainer, pl_module)
+        self._plain_start(self.predict_description)
         self.predict_progress_bar = self.init_predict_tqdm()
 
     def on_predict_batch_start(
@@ -359,6 +391,7 @@ class TQDMProgressBar(ProgressBar):
         batch_idx: int, dataloader_idx: int = 0,
     ) -> None:
         super().on_predict_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
+        self._plain_count += 1
         n = batch_idx + 1
         bar = self._predict_progress_bar
         if bar is not None and self._should_update(n, bar.total):
@@ -369,6 +402,7 @@ class TQDMProgressBar(ProgressBar):
             self._predict_progress_bar.close()
             self._predict_progress_bar = None
         self.reset_dataloader_idx_tracker()
+        self._plain_end(self.predict_description)
 
     # ---- errors ----------------------------------------------------------------------------
 
