@@ -1,16 +1,20 @@
-"""Strategies: how and where the model runs. Single-device for now; distributed ones come later."""
+"""Strategies: how and where the model runs: one device, or one process per device with DDP."""
 
 from __future__ import annotations
 
 from ember.strategies.strategy import SingleDeviceStrategy, Strategy
 
-__all__ = ["SingleDeviceStrategy", "Strategy"]
+__all__ = ["DDPStrategy", "SingleDeviceStrategy", "Strategy"]
 
-_LATER = {"DDPStrategy", "FSDPStrategy", "DeepSpeedStrategy", "ModelParallelStrategy", "XLAStrategy"}
+_LATER = {"FSDPStrategy", "DeepSpeedStrategy", "ModelParallelStrategy", "XLAStrategy"}
 
 
 def __getattr__(name: str):  # type: ignore[no-untyped-def]
+    if name == "DDPStrategy":  # imported on first use: torch.distributed set-up costs nothing until then
+        from ember.strategies.ddp import DDPStrategy
+
+        return DDPStrategy
     if name in _LATER:
-        raise NotImplementedError(f"ember.strategies.{name} is not available yet: ember runs on a single device "
-                                  "for now; use strategy='auto' (or SingleDeviceStrategy).")
+        raise NotImplementedError(f"ember.strategies.{name} is not available yet; use strategy='auto', "
+                                  "SingleDeviceStrategy or DDPStrategy.")
     raise AttributeError(f"module 'ember.strategies' has no attribute {name!r}")

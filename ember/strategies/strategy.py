@@ -39,6 +39,7 @@ class Strategy:
         self.root_device = torch.device(device)
         self.precision = precision or Precision()
         self.model: LightningModule | None = None
+        self._layer_sync = False  # Trainer(sync_batchnorm=True); one process needs nothing for it
 
     # -- process topology -------------------------------------------------------------------------
     world_size = 1
@@ -47,9 +48,28 @@ class Strategy:
     node_rank = 0
     num_nodes = 1
 
+    launcher: Any = None  # ddp_spawn/ddp_fork: runs each Trainer call in new processes (see launch.py)
+    is_distributed = False
+
     @property
     def is_global_zero(self) -> bool:
         return self.global_rank == 0
+
+    @property
+    def parallel_devices(self) -> list[torch.device]:
+        return [self.root_device]
+
+    def _configure(self, accelerator: Accelerator, device_ids: list[int], num_nodes: int) -> None:
+        """Called by the Trainer with its ``devices`` and ``num_nodes``: one process runs on one device."""
+        if len(device_ids) > 1 or num_nodes > 1:
+            raise ValueError(f"{type(self).__name__} runs one process on one device, but the Trainer asks for "
+                             f"{len(device_ids)} device(s) on {num_nodes} node(s); use strategy='ddp' (or 'auto').")
+
+    def setup_environment(self) -> None:
+        """Start or join the processes of the run (nothing to do for one process)."""
+
+    def on_exception(self, err: BaseException) -> None:
+        """A Trainer call failed with ``err`` (a distributed strategy stops the other processes here)."""
 
     # -- model and data ---------------------------------------------------------------------------
     def setup(self, model: LightningModule) -> None:
@@ -58,6 +78,15 @@ class Strategy:
         self.model = model
         self.precision.convert_module(model)
         model.to(self.root_device)
+        self.training_step = model.training_step  # bound directly: no ember frame between closure and step
+
+    def training_step(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the module's ``training_step`` (through the DistributedDataParallel wrapper where there is one)."""
+        return self.model.training_step(*args, **kwargs)  # type: ignore[union-attr]
+
+    def process_dataloader(self, dataloader: Any, kind: str = "train") -> Any:
+        """The dataloader this process iterates (a distributed strategy gives each rank its share)."""
+        return dataloader
 
     def batch_to_device(self, batch: Any, device: torch.device | None = None) -> Any:
         return _move_to_device(batch, device or self.root_device)
