@@ -93,6 +93,12 @@ def test_max_time_tiny_stops_after_a_batch(tmp_path: Any) -> None:
     assert trainer.current_epoch <= 1
 
 
+def test_max_time_sets_should_stop_but_respects_min_epochs(tmp_path: Any) -> None:
+    trainer, rec, _ = fit(tmp_path, max_epochs=5, min_epochs=2, max_time={"seconds": 0}, num_sanity_val_steps=0)
+    assert trainer.should_stop
+    assert trainer.current_epoch == 2 and rec.count("train_epoch") == 2
+
+
 @pytest.mark.parametrize("limit, batches", [(3, 3), (0.5, 2), (1.0, 4), (10, 4)])
 def test_limit_train_batches(tmp_path: Any, limit: Any, batches: int) -> None:
     trainer, rec, _ = fit(tmp_path, max_epochs=2, limit_train_batches=limit)

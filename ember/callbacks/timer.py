@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 _DURATION = re.compile(r"(\d+):(\d\d):(\d\d):(\d\d)")
 
 
-def _parse_duration(duration: str | timedelta | dict[str, int] | None) -> float | None:
+def _parse_duration(duration: str | timedelta | dict[str, int] | None, argument: str = "Timer(duration") -> float | None:
     if duration is None:
         return None
     if isinstance(duration, timedelta):
@@ -28,14 +28,14 @@ def _parse_duration(duration: str | timedelta | dict[str, int] | None) -> float 
         try:
             return timedelta(**duration).total_seconds()
         except TypeError as err:
-            raise MisconfigurationException(f"Timer(duration={duration!r}): {err}; use keys of datetime.timedelta "
-                                            "such as {'hours': 1, 'minutes': 30}.") from None
+            raise MisconfigurationException(f"{argument}={duration!r}): {err}; use keys of datetime.timedelta "
+                                            "such as {'hours': 1}.") from None
     if isinstance(duration, str):
         match = _DURATION.fullmatch(duration.strip())
         if match:
             d, h, m, s = map(int, match.groups())
             return timedelta(days=d, hours=h, minutes=m, seconds=s).total_seconds()
-    raise MisconfigurationException(f"Timer(duration={duration!r}) is not valid; use 'DD:HH:MM:SS', a "
+    raise MisconfigurationException(f"{argument}={duration!r}) is not valid; use 'DD:HH:MM:SS', a "
                                     "datetime.timedelta or a dict like {'hours': 1}.")
 
 
@@ -132,7 +132,8 @@ class Timer(Callback):
 
     def _check_time_remaining(self, trainer: Trainer) -> None:
         assert self._duration is not None
-        if self.time_elapsed(RunningStage.TRAINING) < self._duration:
+        # every process must agree, or one would stop while the others wait for it in a collective
+        if not trainer.strategy.broadcast(self.time_elapsed(RunningStage.TRAINING) >= self._duration):
             return
         trainer.should_stop = True
         if self._verbose:

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import math
 import random
-import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from itertools import islice
 from typing import TYPE_CHECKING, Any
@@ -197,8 +196,6 @@ def _fit_done(trainer: Trainer, log: bool = False) -> bool:
         reason = f"`max_steps={trainer.max_steps}` reached."
     elif 0 <= trainer.max_epochs <= p.epoch:
         reason = f"`max_epochs={trainer.max_epochs}` reached."
-    elif trainer._time_is_up():
-        reason = f"`max_time={trainer.max_time}` reached."
     elif trainer.should_stop and _can_stop_early(trainer):
         reason = "`trainer.should_stop` was set."
     if reason and log and not trainer.sanity_checking:
@@ -279,8 +276,7 @@ def _finish_batch(trainer: Trainer, batch_idx: int, is_last: bool, stepped: bool
     if trainer.should_stop:
         for logger in trainer.loggers:
             logger.save()
-    return (0 <= trainer.max_steps <= p.global_step) or (trainer.should_stop and _can_stop_early(trainer)) \
-        or trainer._time_is_up()
+    return (0 <= trainer.max_steps <= p.global_step) or (trainer.should_stop and _can_stop_early(trainer))
 
 
 def _end_train_epoch(trainer: Trainer, hooks: bool = True) -> None:
@@ -508,10 +504,6 @@ def _predict_loop(trainer: Trainer, loaders: list[Any], limits: list[float], ret
     return all_predictions if multi else all_predictions[0]
 
 
-def _timer() -> float:
-    return time.monotonic()
-
-
 def _flatten_loaders(loaders: Any) -> list[Any]:
     if loaders is None:
         return []
@@ -520,7 +512,3 @@ def _flatten_loaders(loaders: Any) -> list[Any]:
     if isinstance(loaders, (list, tuple)) and not isinstance(loaders, torch.utils.data.Dataset):
         return list(loaders)
     return [loaders]
-
-
-def _is_iterable(obj: Any) -> bool:
-    return isinstance(obj, Iterable)

@@ -7,7 +7,6 @@ import inspect
 import math
 import os
 import sys
-import time
 from collections.abc import Generator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Iterable
@@ -16,6 +15,7 @@ import torch
 
 from ember import accelerators, precision as _precision
 from ember.callbacks.callback import Callback
+from ember.callbacks.timer import _parse_duration
 from ember.checkpoint import (_atomic_save, _dump_checkpoint, _load_checkpoint, _load_module_state,
                               _restore_training_state)
 from ember.datamodule import LightningDataModule
@@ -54,25 +54,6 @@ def _check_limit(name: str, value: Any) -> None:
     ok = value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0) or (
         isinstance(value, float) and 0.0 <= value <= 1.0)
     _check(name, value, ok, "use an int >= 0 (number of batches) or a float in [0.0, 1.0] (fraction)")
-
-
-def _parse_max_time(max_time: Any) -> float | None:
-    if max_time is None:
-        return None
-    if isinstance(max_time, timedelta):
-        return max_time.total_seconds()
-    if isinstance(max_time, dict):
-        try:
-            return timedelta(**max_time).total_seconds()
-        except TypeError:
-            pass  # an unknown key such as "hourz": reported below
-    if isinstance(max_time, str):
-        parts = max_time.split(":")
-        if len(parts) == 4 and all(p.strip().isdigit() for p in parts):
-            d, h, m, s = map(int, parts)
-            return timedelta(days=d, hours=h, minutes=m, seconds=s).total_seconds()
-    raise MisconfigurationException(f"Trainer(max_time={max_time!r}) is not valid; use 'DD:HH:MM:SS', a "
-                                    "datetime.timedelta or a dict like {'hours': 1}.")
 
 
 class Trainer:
@@ -140,7 +121,7 @@ class Trainer:
                             ("limit_predict_batches", limit_predict_batches), ("overfit_batches", overfit_batches)):
             _check_limit(name, value)
         self.max_time = max_time
-        self._max_time_s = _parse_max_time(max_time)
+        _parse_duration(max_time, "Trainer(max_time")  # fails early, naming the accepted formats
         # -- validation -----------------------------------------------------------------------------
         _check("val_check_interval", val_check_interval, val_check_interval is None or (
             isinstance(val_check_interval, int) and not isinstance(val_check_interval, bool) and val_check_interval > 0
@@ -190,7 +171,7 @@ class Trainer:
             limit_train_batches = limit_val_batches = limit_test_batches = limit_predict_batches = n
             max_steps, max_epochs, num_sanity_val_steps, val_check_interval = n, 1, 0, 1.0
             check_val_every_n_epoch = 1
-            self._max_time_s = None
+            self.max_time = None
             rank_zero_info(f"Running in `fast_dev_run` mode: will run the requested loop using {n} batch(es). "
                            "Logging and checkpointing are suppressed.")
         self.max_epochs = max_epochs if max_epochs is not None else (1000 if max_steps == -1 else -1)
@@ -257,7 +238,6 @@ class Trainer:
         self.num_predict_batches: list[float] = []
         self.val_check_batch: float = math.inf
         self.ckpt_path: str | None = None
-        self._fit_start_time: float | None = None
         self._hook_cache: dict[str, tuple[list[Any], list[Any], bool]] = {}
         self._is_last_batch = False
         self._eval_log_steps: dict[str, list[int]] = {}  # the step loggers see for evaluation step metrics
@@ -296,7 +276,7 @@ class Trainer:
 
     def _init_callbacks(self, callbacks: Any, checkpointing: bool | None, progress_bar: bool | None,
                         model_summary: bool | None) -> list[Callback]:
-        from ember.callbacks import ModelCheckpoint, ModelSummary, ProgressBar, TQDMProgressBar
+        from ember.callbacks import ModelCheckpoint, ModelSummary, ProgressBar, Timer, TQDMProgressBar
 
         if isinstance(callbacks, Callback):
             callbacks = [callbacks]
@@ -306,6 +286,8 @@ class Trainer:
             raise MisconfigurationException(f"Trainer(callbacks=...) got {bad!r}, which are not Callback instances; "
                                             "pass a list of ember.callbacks.Callback objects.")
         has = lambda cls: any(isinstance(cb, cls) for cb in callbacks)  # noqa: E731
+        if self.max_time is not None and not has(Timer):  # max_time is a Timer, as in Lightning
+            callbacks.append(Timer(duration=self.max_time, interval="step"))
         if checkpointing is False and has(ModelCheckpoint):
             raise MisconfigurationException("Trainer(enable_checkpointing=False) but a ModelCheckpoint is in "
                                             "callbacks; remove one of them.")
@@ -462,12 +444,6 @@ class Trainer:
             logger.log_metrics(scalars, step=step)
             logger.save()
 
-    def _time_is_up(self) -> bool:
-        if self._max_time_s is None or self._fit_start_time is None:
-            return False
-        # rank 0's clock decides, so that all processes stop at the same batch
-        return bool(self.strategy.broadcast(time.monotonic() - self._fit_start_time >= self._max_time_s))
-
     @contextlib.contextmanager
     def _eval_context(self) -> Generator[None, None, None]:
         use_inference = self._inference_mode and self.state.fn != TrainerFn.FITTING
@@ -590,7 +566,6 @@ class Trainer:
         self._signals = _SignalHandlers()
         self._signals.register()
         try:
-            self._fit_start_time = time.monotonic()
             self._setup_run(ckpt_path, weights_only)
             with torch.autograd.set_detect_anomaly(self._detect_anomaly):
                 loops._fit_loop(self, self._resume_state)
