@@ -152,7 +152,7 @@ class _Results:
                     "'min' or 'sum' (or log a torchmetrics Metric for other reductions).")
             entry = self.entries[key] = _Entry(name, on_step, on_epoch, reduce, prog_bar, logger, sync)
             self.dataloader_keys.setdefault(self.dataloader_idx, set()).add(key)
-        if _is_metric(value):
+        if not isinstance(value, torch.Tensor):  # a torchmetrics Metric
             entry.metric = value
             entry.step_value = value._forward_cache
             entry.computed = None
@@ -218,14 +218,17 @@ class _MetricStore:
         return {k: v.item() if isinstance(v, torch.Tensor) and v.numel() == 1 else v for k, v in self.pbar.items()}
 
 
-def _to_tensor(name: str, value: Any, device: torch.device) -> torch.Tensor:
+def _to_tensor(name: str, value: Any, device: torch.device | None, enable_graph: bool = False) -> torch.Tensor:
+    """A logged value as a 0-d float tensor (on ``device`` for Python numbers)."""
     if isinstance(value, torch.Tensor):
-        if value.numel() != 1:
-            raise ValueError(f"self.log({name!r}, value) needs a scalar, but got a tensor of shape "
-                             f"{tuple(value.shape)}; log value.mean() or each element under its own name.")
-        value = value.detach().squeeze()
-        return value.float() if value.dtype in (torch.float16, torch.bfloat16) or not value.is_floating_point() \
-            else value
+        if value.dim():
+            if value.numel() != 1:
+                raise ValueError(f"self.log({name!r}, value) needs a scalar, but got a tensor of shape "
+                                 f"{tuple(value.shape)}; log value.mean() or each element under its own name.")
+            value = value.squeeze()
+        if not enable_graph:
+            value = value.detach()
+        return value if value.dtype in (torch.float32, torch.float64) else value.float()
     if isinstance(value, Number) and not isinstance(value, complex):
         return torch.tensor(float(value), device=device, dtype=torch.get_default_dtype())
     raise ValueError(f"self.log({name!r}, value) got a {type(value).__name__}; log a Python number, a scalar "

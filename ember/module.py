@@ -208,10 +208,10 @@ class LightningModule(_HyperparametersMixin, nn.Module):
         if "/dataloader_idx_" in name:
             raise MisconfigurationException(f"self.log({name!r}): names may not contain '/dataloader_idx_', "
                                             "which ember adds itself.")
-        if not _is_metric(value):
-            value = _to_tensor(name, value, self.device)
-            if enable_graph is False and value.requires_grad:
-                value = value.detach()
+        if isinstance(value, torch.Tensor):
+            value = _to_tensor(name, value, None, enable_graph)
+        elif not _is_metric(value):
+            value = _to_tensor(name, value, self.device, enable_graph)
         sync = None
         if sync_dist and trainer.world_size > 1:
             strategy = trainer.strategy

@@ -63,7 +63,7 @@ def _scheduler_config(item: Any, monitor: str | None) -> LRSchedulerConfig:
 
 def _init_optimizers(module: LightningModule) -> tuple[list[Optimizer], list[LRSchedulerConfig]]:
     """Call ``configure_optimizers`` and normalise every return format Lightning accepts."""
-    module._current_fx_name = "configure_optimizers"
+    module.__dict__["_current_fx_name"] = "configure_optimizers"
     out = module.configure_optimizers()
     optimizers: list[Any] = []
     schedulers: list[Any] = []
@@ -189,13 +189,16 @@ class _TrainingClosure:
     def __call__(self) -> torch.Tensor | None:
         trainer = self.trainer
         module = trainer.lightning_module
-        module._current_fx_name = "training_step"
+        module.__dict__["_current_fx_name"] = "training_step"
         with trainer.strategy.precision.forward_context():
             output = trainer.strategy.training_step(self.batch, self.batch_idx)  # through DDP where there is one
         loss = _closure_loss(output, trainer.accumulate_grad_batches)
-        self.output = {} if loss is None else (
-            {"loss": loss.detach().clone(), **{k: v for k, v in output.items() if k != "loss"}}
-            if isinstance(output, Mapping) else {"loss": loss.detach().clone()})
+        if loss is None:
+            self.output = {}
+        elif isinstance(output, torch.Tensor):
+            self.output = {"loss": loss.detach()}
+        else:
+            self.output = {**output, "loss": loss.detach()}
         if self.zero_grad:
             trainer._zero_grad(self.optimizer, self.batch_idx)
         if loss is not None:
@@ -206,13 +209,13 @@ class _TrainingClosure:
 
 
 def _closure_loss(output: Any, accumulate: int) -> torch.Tensor | None:
-    if isinstance(output, Mapping):
+    if isinstance(output, torch.Tensor) or output is None:
+        loss = output
+    elif isinstance(output, Mapping):
         if "loss" not in output:
             raise MisconfigurationException("training_step returned a dict without a 'loss' key; automatic "
                                             "optimization needs {'loss': loss, ...}.")
         loss = output["loss"]
-    elif isinstance(output, torch.Tensor) or output is None:
-        loss = output
     else:
         raise MisconfigurationException(f"training_step returned a {type(output).__name__}; return the loss "
                                         "tensor, a dict with a 'loss' key, or None to skip the batch.")
@@ -237,5 +240,5 @@ def _scheduler_step(trainer: Trainer, interval: str, plateau: bool, index: int) 
                     raise MisconfigurationException(message)
                 rank_zero_warn(message + " (strict=False: the scheduler is skipped.)")
                 continue
-        module._current_fx_name = "lr_scheduler_step"
+        module.__dict__["_current_fx_name"] = "lr_scheduler_step"
         module.lr_scheduler_step(config.scheduler, metric)

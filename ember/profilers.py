@@ -487,7 +487,7 @@ def _profiled_hook(trainer: Trainer, profiler: Profiler, mark: Callable[[str, bo
             mark("run_training_batch", False)
         elif name == "on_train_epoch_start":
             mark("run_training_epoch", True)
-        module._current_fx_name = name  # type: ignore[union-attr]
+        module.__dict__["_current_fx_name"] = name  # type: ignore[union-attr]
         for fn in early:
             with profiler.profile(_callback_action(fn, name)):
                 fn(trainer, module, *args)
@@ -496,7 +496,7 @@ def _profiled_hook(trainer: Trainer, profiler: Profiler, mark: Callable[[str, bo
             with profiler.profile(f"[LightningModule]{type(module).__name__}.{name}"):
                 out = getattr(module, name)(*args)
         if late:
-            module._current_fx_name = name  # type: ignore[union-attr]
+            module.__dict__["_current_fx_name"] = name  # type: ignore[union-attr]
             for fn in late:
                 with profiler.profile(_callback_action(fn, name)):
                     fn(trainer, module, *args)

@@ -192,6 +192,7 @@ class _ScriptLauncher:
             sys.stderr.write(f"{self._error()}\nember: ending rank {self.node_rank * self.num_processes} as "
                              "well: it was blocked where the failure could not reach it.\n")
             sys.stderr.flush()
+            shutil.rmtree(self._log_dir or "", ignore_errors=True)
             os._exit(1)  # from this thread: the main one may sit in a rendezvous that no signal interrupts
 
     def _error(self) -> Exception:

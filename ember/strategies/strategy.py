@@ -15,11 +15,16 @@ if TYPE_CHECKING:
 
 
 def _move_to_device(batch: Any, device: torch.device) -> Any:
-    """Move every tensor (or object with ``.to``) in a nested list/tuple/dict to ``device``."""
+    """Move every tensor (or object with ``.to``) in a nested list/tuple/dict to ``device``.
+
+    Containers whose tensors are already there come back as they are (no copy, no rebuild).
+    """
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=device.type == "cuda")
     if isinstance(batch, (list, tuple)):
         moved = [_move_to_device(x, device) for x in batch]
+        if all(m is x for m, x in zip(moved, batch)):
+            return batch
         return type(batch)(*moved) if hasattr(batch, "_fields") else type(batch)(moved)
     if isinstance(batch, dict):
         return type(batch)((k, _move_to_device(v, device)) for k, v in batch.items())

@@ -119,7 +119,8 @@ def _fit_loop(trainer: Trainer, resume: dict[str, Any] | None = None) -> None:
     if p.batch_idx == 0:  # Lightning creates the first epoch's iterator here, before on_train_start
         trainer._epoch_rng = {"iter": _rng_state(trainer.train_dataloader)}
         iterator = iter(trainer.train_dataloader)
-    if trainer._val_enabled:
+    trainer._validation_on = trainer._val_enabled  # fixed for the run; the loop reads it every batch
+    if trainer._validation_on:
         trainer._setup_eval_data("val")
     trainer._train_results = _Results(training=True)
     trainer._metrics.results, trainer._metrics.on_step = trainer._train_results, True
@@ -235,13 +236,13 @@ def _train_epoch(trainer: Trainer, iterator: Iterator[Any] | None) -> None:
                 with trainer.strategy.no_backward_sync(module):
                     closure()
             elif optimizer is not None:
-                module._current_fx_name = "optimizer_step"
+                module.__dict__["_current_fx_name"] = "optimizer_step"
                 module.optimizer_step(p.epoch, batch_idx, optimizer, closure)
             else:
                 closure()
             outputs = closure.output
         else:
-            module._current_fx_name = "training_step"
+            module.__dict__["_current_fx_name"] = "training_step"
             with trainer.strategy.precision.forward_context():
                 outputs = trainer.strategy.training_step(batch, batch_idx)  # through DDP where there is one
             outputs = {"loss": outputs.detach()} if isinstance(outputs, torch.Tensor) else outputs
@@ -258,10 +259,10 @@ def _finish_batch(trainer: Trainer, batch_idx: int, is_last: bool, stepped: bool
     """What follows ``on_train_batch_end``: logging, validation when due, plateau schedulers. True to stop."""
     p = trainer._progress
     if p.phase == "batch_end":
-        logged = trainer._metrics.collect(on_step=True)
         if stepped:
-            trainer._log_step_metrics(logged)
+            trainer._log_step_metrics()
         if _should_validate(trainer, batch_idx, is_last):
+            trainer._metrics.collect(on_step=True)  # validation-time callbacks see this step's values
             if stepped:
                 trainer._module_hook("on_validation_model_zero_grad")
             p.phase = "validating"
@@ -281,6 +282,7 @@ def _finish_batch(trainer: Trainer, batch_idx: int, is_last: bool, stepped: bool
 
 def _end_train_epoch(trainer: Trainer, hooks: bool = True) -> None:
     p = trainer._progress
+    trainer._metrics.collect(on_step=True)  # the last step's values stay in callback_metrics, as in Lightning
     trainer._metrics.on_step = False
     trainer._metrics.collect(on_step=False)  # reduce sync_dist epoch metrics here, on every rank in the same order
     if hooks:
@@ -308,7 +310,7 @@ def _step_schedulers(trainer: Trainer, interval: str, stepped: bool, index: int,
 
 
 def _should_validate(trainer: Trainer, batch_idx: int, is_last: bool) -> bool:
-    if not trainer._val_enabled or (trainer._progress.epoch + 1) % (trainer.check_val_every_n_epoch or 1):
+    if not trainer._validation_on or (trainer._progress.epoch + 1) % (trainer.check_val_every_n_epoch or 1):
         return False
     if trainer.should_stop and _can_stop_early(trainer):
         return True
@@ -424,7 +426,7 @@ def _evaluation_loop(trainer: Trainer, stage: RunningStage, loaders: list[Any], 
                 results.new_batch(batch, dl_idx if multi else None)
                 args = (batch, batch_idx, dl_idx) if multi else (batch, batch_idx)
                 trainer._hook(f"on_{kind}_batch_start", *args)
-                module._current_fx_name = f"{kind}_step"
+                module.__dict__["_current_fx_name"] = f"{kind}_step"
                 with trainer.strategy.precision.forward_context():
                     out = step(*args)
                 trainer._hook(f"on_{kind}_batch_end", out, *args)
@@ -489,7 +491,7 @@ def _predict_loop(trainer: Trainer, loaders: list[Any], limits: list[float], ret
                 batch = trainer._to_device(batch, dl_idx)
                 args = (batch, batch_idx, dl_idx) if multi else (batch, batch_idx)
                 trainer._hook("on_predict_batch_start", *args)
-                module._current_fx_name = "predict_step"
+                module.__dict__["_current_fx_name"] = "predict_step"
                 with trainer.strategy.precision.forward_context():
                     out = module.predict_step(*args)
                 trainer._hook("on_predict_batch_end", out, *args)

@@ -37,12 +37,28 @@ if TYPE_CHECKING:
 _LATER_STRATEGIES = ("fsdp", "fsdp_cpu_offload", "deepspeed", "deepspeed_stage_1", "deepspeed_stage_2",
                      "deepspeed_stage_2_offload", "deepspeed_stage_3", "deepspeed_stage_3_offload", "xla",
                      "model_parallel")
-_NOOP_MODULE_HOOKS = frozenset(
-    name for name, fn in vars(LightningModule).items()
-    if callable(fn) and name.startswith(("on_", "setup", "teardown", "prepare_data", "configure_model"))
-    and fn.__code__.co_code == (lambda: None).__code__.co_code
-)
-_IDENTITY_TRANSFER_HOOKS = ("on_before_batch_transfer", "on_after_batch_transfer")
+# LightningModule hooks whose default does nothing (or returns its input): skipped unless overridden
+_NOOP_MODULE_HOOKS = frozenset((
+    "prepare_data", "setup", "teardown", "configure_model", "on_before_batch_transfer", "on_after_batch_transfer",
+    "on_fit_start", "on_fit_end", "on_train_start", "on_train_end", "on_validation_start", "on_validation_end",
+    "on_test_start", "on_test_end", "on_predict_start", "on_predict_end", "on_train_batch_start",
+    "on_train_batch_end", "on_validation_batch_start", "on_validation_batch_end", "on_test_batch_start",
+    "on_test_batch_end", "on_predict_batch_start", "on_predict_batch_end", "on_train_epoch_start",
+    "on_train_epoch_end", "on_validation_epoch_start", "on_validation_epoch_end", "on_test_epoch_start",
+    "on_test_epoch_end", "on_predict_epoch_start", "on_predict_epoch_end", "on_before_backward",
+    "on_after_backward", "on_before_optimizer_step", "on_before_zero_grad", "on_save_checkpoint",
+    "on_load_checkpoint",
+))
+
+
+class _Default:
+    """Marks a module hook that is LightningModule's own implementation (not a user override)."""
+
+    def __bool__(self) -> bool:
+        return True
+
+
+_DEFAULT = _Default()
 
 
 def _check(name: str, value: Any, ok: bool, accepted: str) -> None:
@@ -242,6 +258,7 @@ class Trainer:
         self._is_last_batch = False
         self._eval_log_steps: dict[str, list[int]] = {}  # the step loggers see for evaluation step metrics
         self._epoch_rng: dict[str, Any] = {}
+        self._validation_on = False
         self._signals = _SignalHandlers()
         self._resume_state: dict[str, Any] | None = None
 
@@ -345,10 +362,11 @@ class Trainer:
             late = [cb for cb in fns if name == "on_train_epoch_end" and isinstance(cb, (ModelCheckpoint,
                                                                                          EarlyStopping))]
             early = [getattr(cb, name) for cb in fns if cb not in late]
-            module = self._module
-            module_fn = getattr(type(module), name, None)
-            overridden = module_fn is not None and not (
-                name in _NOOP_MODULE_HOOKS and module_fn is getattr(LightningModule, name, None))
+            module_fn = getattr(type(self._module), name, None)
+            default = module_fn is getattr(LightningModule, name, None)
+            overridden: Any = module_fn is not None and not (name in _NOOP_MODULE_HOOKS and default)
+            if overridden and default:
+                overridden = _DEFAULT  # truthy: the default implementation runs
             cached = self._hook_cache[name] = (early, [getattr(cb, name) for cb in late], overridden)
         return cached
 
@@ -357,20 +375,22 @@ class Trainer:
 
         With a profiler, ``ember.profilers._profiled_hook`` stands in for this: change both alike."""
         early, late, module_has = self._hooks_for(name)
+        if not (early or late or module_has):
+            return None
         module = self._module
-        module._current_fx_name = name  # type: ignore[union-attr]
+        module.__dict__["_current_fx_name"] = name
         for fn in early:
             fn(self, module, *args)
         out = getattr(module, name)(*args) if module_has else None
         if late:
-            module._current_fx_name = name  # type: ignore[union-attr]
+            module.__dict__["_current_fx_name"] = name
             for fn in late:
                 fn(self, module, *args)
         return out
 
     def _module_hook(self, name: str, *args: Any, **kwargs: Any) -> Any:
         module = self._module
-        module._current_fx_name = name  # type: ignore[union-attr]
+        module.__dict__["_current_fx_name"] = name
         return getattr(module, name)(*args, **kwargs)
 
     def _callback_hook(self, name: str, *args: Any) -> None:
@@ -382,12 +402,16 @@ class Trainer:
     # steps the loop and the closures call
     # ---------------------------------------------------------------------------------------------
     def _to_device(self, batch: Any, dataloader_idx: int) -> Any:
+        """convert_input, then on_before_batch_transfer, transfer_batch_to_device, on_after_batch_transfer."""
         batch = self.strategy.precision.convert_input(batch)
-        for name in ("on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer"):
-            if name == "transfer_batch_to_device":
-                batch = self._module_hook(name, batch, self.strategy.root_device, dataloader_idx)
-            elif self._hooks_for(name)[2]:
-                batch = self._module_hook(name, batch, dataloader_idx)
+        if self._hooks_for("on_before_batch_transfer")[2]:
+            batch = self._module_hook("on_before_batch_transfer", batch, dataloader_idx)
+        if self._hooks_for("transfer_batch_to_device")[2] is not _DEFAULT:
+            batch = self._module_hook("transfer_batch_to_device", batch, self.strategy.root_device, dataloader_idx)
+        else:
+            batch = self.strategy.batch_to_device(batch)
+        if self._hooks_for("on_after_batch_transfer")[2]:
+            batch = self._module_hook("on_after_batch_transfer", batch, dataloader_idx)
         return batch
 
     def _zero_grad(self, optimizer: torch.optim.Optimizer, batch_idx: int) -> None:
@@ -402,7 +426,8 @@ class Trainer:
 
     def _after_closure(self, optimizer: torch.optim.Optimizer) -> None:
         self._hook("on_before_optimizer_step", optimizer)
-        if self._module.automatic_optimization:  # type: ignore[union-attr]
+        clipping = self.gradient_clip_val or self._hooks_for("configure_gradient_clipping")[2] is not _DEFAULT
+        if clipping and self._module.automatic_optimization:
             self._module_hook("configure_gradient_clipping", optimizer, gradient_clip_val=self.gradient_clip_val,
                               gradient_clip_algorithm=self.gradient_clip_algorithm)
 
@@ -415,12 +440,13 @@ class Trainer:
                                             "place only.")
         _clip_gradients(optimizer, clip_val, algorithm or self.gradient_clip_algorithm or "norm")
 
-    def _log_step_metrics(self, logged: dict[str, torch.Tensor]) -> None:
+    def _log_step_metrics(self) -> None:
+        """Send this step's values to the loggers every ``log_every_n_steps`` (only then are they collected)."""
         if not self.loggers or self.log_every_n_steps == 0:
             return
         if (self._progress.batches_that_stepped + 1) % self.log_every_n_steps == 0 or self.should_stop \
                 or self.fast_dev_run:
-            self._log_metrics(logged)
+            self._log_metrics(self._metrics.collect(on_step=True))
 
     def _log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
         """Send ``metrics`` to every logger, as Python floats (one host sync for all of them)."""
@@ -461,7 +487,7 @@ class Trainer:
             for owner in (self.datamodule, self._module):
                 if owner is not None and callable(getattr(owner, hook, None)):
                     if owner is self._module:
-                        self._module._current_fx_name = hook  # type: ignore[union-attr]
+                        self._module.__dict__["_current_fx_name"] = hook
                     source = getattr(owner, hook)()
                     break
         loaders = loops._flatten_loaders(source)
@@ -714,7 +740,7 @@ class Trainer:
             elif owner is not None and rank == 0:
                 owner.prepare_data()
         self.strategy.barrier("prepare_data")
-        stage = self.state.fn.value  # type: ignore[union-attr]
+        stage = self.state.fn.value
         if self.datamodule is not None:
             self.datamodule.setup(stage)
         self._hook("setup", stage)
@@ -773,11 +799,11 @@ class Trainer:
             logger.save()
 
     def _end_run(self) -> None:
-        stage = self.state.fn.value  # type: ignore[union-attr]
+        stage = self.state.fn.value
         if self.datamodule is not None:
             self.datamodule.teardown(stage)
         self._hook("teardown", stage)
-        self._module._current_fx_name = None  # type: ignore[union-attr]
+        self._module.__dict__["_current_fx_name"] = None
         for logger in self.loggers:
             logger.finalize("success")
         self.state.status = TrainerStatus.FINISHED
