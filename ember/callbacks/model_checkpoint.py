@@ -365,6 +365,8 @@ class ModelCheckpoint(Callback):
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
+        if self._every_n_train_steps < 1 and self._train_time_interval is None:
+            return  # saves only at epoch or validation end: nothing to do per batch
         if self._should_skip_saving_checkpoint(trainer):
             return
         step_due = self._every_n_train_steps >= 1 and trainer.global_step % self._every_n_train_steps == 0

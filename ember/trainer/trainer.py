@@ -978,23 +978,23 @@ class Trainer:
 
     @property
     def training(self) -> bool:
-        return self.state.stage == RunningStage.TRAINING
+        return self.state.stage is RunningStage.TRAINING
 
     @property
     def sanity_checking(self) -> bool:
-        return self.state.stage == RunningStage.SANITY_CHECKING
+        return self.state.stage is RunningStage.SANITY_CHECKING
 
     @property
     def validating(self) -> bool:
-        return self.state.stage == RunningStage.VALIDATING
+        return self.state.stage is RunningStage.VALIDATING
 
     @property
     def testing(self) -> bool:
-        return self.state.stage == RunningStage.TESTING
+        return self.state.stage is RunningStage.TESTING
 
     @property
     def predicting(self) -> bool:
-        return self.state.stage == RunningStage.PREDICTING
+        return self.state.stage is RunningStage.PREDICTING
 
     @property
     def evaluating(self) -> bool:

@@ -18,6 +18,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def _terminal(monkeypatch):
     """These tests read the drawn bars, which are drawn only on a terminal (pytest captures stdout)."""
     monkeypatch.setattr("ember.callbacks.progress.tqdm_progress._plain_output", lambda: False)
+    # draw every refresh (the 0.1 s redraw throttle is tested on its own below)
+    monkeypatch.setattr("ember.callbacks.progress.tqdm_progress.TQDMProgressBar._min_redraw_interval", 0.0)
 
 
 class StubTrainer:
@@ -258,3 +260,18 @@ def test_no_tqdm_bar_class_until_a_bar_is_shown():
         "assert had_tqdm or 'tqdm' not in sys.modules, 'tqdm imported eagerly'"
     )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+def test_training_bar_redraws_at_most_every_interval(monkeypatch, capsys):
+    """Within 0.1 s only the last batch of the epoch is drawn: metrics are read (a host sync) that rarely."""
+    monkeypatch.setattr("ember.callbacks.progress.tqdm_progress.TQDMProgressBar._min_redraw_interval", 3600.0)
+    bar = TQDMProgressBar()
+    reads = []
+    monkeypatch.setattr(bar, "get_metrics", lambda trainer, module: reads.append(1) or {})
+    trainer = StubTrainer(num_training_batches=50)
+    bar.setup(trainer, None, "fit")
+    bar.on_train_start(trainer, None)
+    bar.on_train_epoch_start(trainer, None)
+    for i in range(50):
+        bar.on_train_batch_end(trainer, None, None, None, i)
+    assert len(reads) == 1  # only the epoch's last batch

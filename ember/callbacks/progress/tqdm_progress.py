@@ -15,6 +15,8 @@ is printed instead (``Epoch 3/9: train_loss=0.123 val_loss=0.456 (1.2 s)``), see
 
 from __future__ import annotations
 
+import time
+
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -84,6 +86,8 @@ class TQDMProgressBar(ProgressBar):
         leave: keep each finished epoch's bar on screen (a new bar per epoch) instead of
             reusing one bar for all epochs.
     """
+
+    _min_redraw_interval = 0.1  # seconds between redraws of the training bar
 
     BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
 
@@ -272,8 +276,12 @@ class TQDMProgressBar(ProgressBar):
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         n = batch_idx + 1
         bar = self._train_progress_bar
-        if bar is not None and self._should_update(n, bar.total):
-            self._update_n(bar, n, self.get_metrics(trainer, pl_module))
+        if bar is None or bar.disable or not self._should_update(n, bar.total):
+            return
+        if n != bar.total and time.time() - getattr(bar, "last_print_t", 0.0) < self._min_redraw_interval:
+            bar.n = n  # redrawn at most every 0.1 s: reading the metrics costs a host sync each time
+            return
+        self._update_n(bar, n, self.get_metrics(trainer, pl_module))
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self._plain and self.is_enabled:
