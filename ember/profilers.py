@@ -18,11 +18,9 @@ Write your own by subclassing :class:`Profiler` and implementing ``start``/``sto
 from __future__ import annotations
 
 import contextlib
-import cProfile
 import io
 import marshal
 import os
-import pstats
 import re
 import tempfile
 import time
@@ -210,7 +208,7 @@ class AdvancedProfiler(Profiler):
         super().__init__(dirpath=dirpath, filename=filename)
         self.line_count_restriction = line_count_restriction
         self.dump_stats = dump_stats
-        self.profiled_actions: dict[str, cProfile.Profile] = {}
+        self.profiled_actions: dict[str, Any] = {}  # action -> cProfile.Profile
         self._active: list[str] = []
 
     def setup(self, stage: str, local_rank: int | None = None, log_dir: str | None = None) -> None:
@@ -222,6 +220,8 @@ class AdvancedProfiler(Profiler):
         if self._active:
             self.profiled_actions[self._active[-1]].disable()
         self._active.append(action_name)
+        import cProfile
+
         self.profiled_actions.setdefault(action_name, cProfile.Profile()).enable()
 
     def stop(self, action_name: str) -> None:
@@ -233,6 +233,8 @@ class AdvancedProfiler(Profiler):
             self.profiled_actions[self._active[-1]].enable()
 
     def summary(self) -> str:
+        import pstats
+
         sections = [self._header()]
         for name, profile in self.profiled_actions.items():
             if self.dump_stats and self.dirpath:
@@ -243,7 +245,7 @@ class AdvancedProfiler(Profiler):
             sections += [f"Profile stats for: {name}", out.getvalue()]
         return os.linesep.join(sections) if len(sections) > 1 else ""
 
-    def _dump(self, action_name: str, profile: cProfile.Profile) -> None:
+    def _dump(self, action_name: str, profile: Any) -> None:
         from fsspec.core import url_to_fs
 
         path = _join(os.fspath(self.dirpath), self._prepare_filename(action_name, ".prof"))  # type: ignore[arg-type]

@@ -24,9 +24,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Union
 
-import fsspec
 import torch
-import yaml
 from torch import Tensor
 
 from ember.callbacks.callback import Callback
@@ -50,12 +48,16 @@ class _Files:
     """Tiny fsspec wrapper so local folders and remote URLs are handled the same way."""
 
     @staticmethod
-    def fs(path: _PATH) -> fsspec.AbstractFileSystem:
+    def fs(path: _PATH) -> Any:
+        import fsspec.core  # imported on first use: keeps `import ember` fast
+
         fs, _ = fsspec.core.url_to_fs(str(path))
         return fs
 
     @staticmethod
     def is_local(path: _PATH) -> bool:
+        import fsspec.utils
+
         return fsspec.utils.get_protocol(str(path)) == "file"
 
     @classmethod
@@ -341,6 +343,8 @@ class ModelCheckpoint(Callback):
             filepath = os.path.join(self.dirpath, "best_k_models.yaml")
         _Files.makedirs(os.path.dirname(str(filepath)) or ".")
         with _Files.open(filepath, "w") as fp:
+            import yaml
+
             yaml.dump(scores, fp)
 
     # ------------------------------------------------------------------------------------------
