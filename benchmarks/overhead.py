@@ -20,8 +20,15 @@ Method, and why:
   one if it can import Lightning, else ``/tmp/plvenv/bin/python``). Runs alternate
   hand, ember, lightning, hand, ... so that slow drift of the machine hits all of them alike; the
   table reports medians over the repeats.
-- Inside a worker, one warm-up run (one epoch, separate model/trainer) precedes the timed run, so
+- Inside a worker, one warm-up run (one epoch, separate model/trainer) precedes the timed runs, so
   first-call costs (lazy imports, autograd and optimizer-state initialisation) are not counted.
+  Each worker then does ``--inner`` timed runs (a fresh model and Trainer each), which spreads the
+  cost of starting an interpreter and importing torch/Lightning (1-4 s) over more samples.
+- The machine is shared and small (2 cores), so noise only ever adds time: the table shows the
+  median and the minimum wall time over all runs, and also the process CPU time (``time.process_time``),
+  which does not count the time the process waited for a core while other jobs ran. With one
+  thread and ``num_workers=0`` all the work is on the main thread, so on a quiet machine the CPU and
+  wall columns agree; on a busy one trust the CPU column and the minimum.
 - The timed window is the training loop itself: for ember/Lightning from the module's
   ``on_train_start`` to ``on_train_end`` (after setup, model summary and sanity check; both
   frameworks always call these module hooks, so timing them adds no per-step work). Validation
@@ -29,6 +36,13 @@ Method, and why:
   fixed cost outside the window (Trainer construction, setup, teardown) is reported separately.
 - ``torch.set_num_threads(1)`` by default: the tensors are far too small for intra-op parallelism
   to help, and on a 2-core machine a second thread only adds noise.
+- ``--defaults`` writes a CSVLogger explicitly for both frameworks (Lightning would pick
+  TensorBoard where it is installed). Worker output goes to a pipe, as in CI: ember's progress bar
+  then prints plain epoch lines while Lightning still draws tqdm; ``--tty`` runs the workers on a
+  pseudo-terminal so that both draw a live bar, as for a user at a terminal.
+
+Profile one framework: ``--worker ember --data prebatched --inner 1 --profile out.prof`` writes a
+cProfile of the timed runs (see benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -36,6 +50,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -104,7 +119,7 @@ def run_hand(data: str, epochs: int) -> dict:
     optimizer = torch.optim.SGD(model.parameters(), lr=LR)
     train, val = make_data(data)
     steps, val_loss = 0, float("nan")
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     for _ in range(epochs):
         model.train()
         for x, y in train:
@@ -121,8 +136,8 @@ def run_hand(data: str, epochs: int) -> dict:
                 count += len(x)
         model.train()
         val_loss = (total / count).item()
-    loop_s = time.perf_counter() - start
-    return {"loop_s": loop_s, "fit_s": loop_s, "steps": steps, "val_loss": val_loss}
+    loop_s, loop_cpu_s = time.perf_counter() - start, time.process_time() - start_cpu
+    return {"loop_s": loop_s, "loop_cpu_s": loop_cpu_s, "fit_s": loop_s, "steps": steps, "val_loss": val_loss}
 
 
 def import_framework(name: str):
@@ -155,7 +170,7 @@ def make_module_class(pl):
         def __init__(self) -> None:
             super().__init__()
             self.net = make_model()
-            self.t_start = self.t_end = 0.0
+            self.t_start = self.t_end = self.cpu_start = self.cpu_end = 0.0
             self.last_val_loss = float("nan")
 
         def forward(self, x):
@@ -176,10 +191,10 @@ def make_module_class(pl):
             return torch.optim.SGD(self.parameters(), lr=LR)
 
         def on_train_start(self) -> None:
-            self.t_start = time.perf_counter()
+            self.t_start, self.cpu_start = time.perf_counter(), time.process_time()
 
         def on_train_end(self) -> None:
-            self.t_end = time.perf_counter()
+            self.t_end, self.cpu_end = time.perf_counter(), time.process_time()
 
     return Module
 
@@ -202,7 +217,8 @@ def run_framework(name: str, data: str, epochs: int, defaults: bool, root: str) 
     trainer.fit(model, train_dataloaders=train, val_dataloaders=val)
     fit_s = time.perf_counter() - start
     val_loss = trainer.callback_metrics.get("val_loss")
-    return {"loop_s": model.t_end - model.t_start, "fit_s": fit_s, "steps": trainer.global_step,
+    return {"loop_s": model.t_end - model.t_start, "loop_cpu_s": model.cpu_end - model.cpu_start, "fit_s": fit_s,
+            "steps": trainer.global_step,
             "val_loss": float(val_loss) if val_loss is not None else float("nan")}
 
 
@@ -218,6 +234,9 @@ def worker(args: argparse.Namespace) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    if args.worker != "hand":
+        import_framework(args.worker)
+    import_maxrss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with tempfile.TemporaryDirectory(prefix="ember-bench-") as root:
         os.chdir(root)  # anything a framework writes by default lands in the temporary directory
         if args.warmup_epochs:
@@ -227,12 +246,13 @@ def worker(args: argparse.Namespace) -> None:
 
             profiler = cProfile.Profile()
             profiler.enable()
-        result = run_once(args.worker, args.data, args.epochs, args.defaults, os.path.join(root, "run"))
+        runs = [run_once(args.worker, args.data, args.epochs, args.defaults, os.path.join(root, f"run{i}"))
+                for i in range(args.inner)]
         if args.profile:
             profiler.disable()
             profiler.dump_stats(args.profile)
-    result.update(framework=args.worker, data=args.data, defaults=args.defaults,
-                  maxrss_kb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    result = dict(framework=args.worker, data=args.data, defaults=args.defaults, runs=runs,
+                  import_maxrss_kb=import_maxrss_kb, maxrss_kb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
     print("RESULT " + json.dumps(result), flush=True)
 
 
@@ -259,45 +279,87 @@ def find_lightning_python(explicit: str | None) -> str | None:
 
 def worker_command(python: str, name: str, data: str, args: argparse.Namespace) -> list[str]:
     cmd = [python, str(Path(__file__).resolve()), "--worker", name, "--data", data, "--epochs", str(args.epochs),
-           "--warmup-epochs", str(args.warmup_epochs), "--threads", str(args.threads)]
+           "--warmup-epochs", str(args.warmup_epochs), "--inner", str(args.inner), "--threads", str(args.threads)]
     return cmd + (["--defaults"] if args.defaults else [])
 
 
-def run_worker(cmd: list[str], timeout: float = 600) -> dict:
+def run_worker(cmd: list[str], timeout: float = 600, tty: bool = False) -> dict:
+    """Run one worker; with ``tty`` its stdout/stderr is a pseudo-terminal (progress bars draw as for a user)."""
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
-    raise RuntimeError(f"worker failed ({' '.join(cmd)}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    if tty:
+        output, err = _run_in_pty(cmd, env, timeout), ""
+    else:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+        output, err = proc.stdout, proc.stderr
+    match = re.search(r"RESULT (\{.*\})", output)
+    if match:
+        return json.loads(match.group(1))
+    raise RuntimeError(f"worker failed ({' '.join(cmd)}):\n{output[-3000:]}\n{err[-3000:]}")
+
+
+def _run_in_pty(cmd: list[str], env: dict[str, str], timeout: float) -> str:
+    import pty
+    import threading
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, env=env, close_fds=True)
+    os.close(slave)
+    chunks: list[bytes] = []
+
+    def drain() -> None:  # what a terminal does: read everything the bars draw
+        while True:
+            try:
+                data = os.read(master, 1 << 16)
+            except OSError:
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        proc.wait(timeout=timeout)
+    finally:
+        reader.join(timeout=5)
+        os.close(master)
+    return b"".join(chunks).decode(errors="replace")
 
 
 def measure(data: str, args: argparse.Namespace, pythons: dict[str, str]) -> dict:
     runs: dict[str, list[dict]] = {name: [] for name in pythons}
+    rss: dict[str, list[int]] = {name: [] for name in pythons}
     for repeat in range(args.repeats):
         for name, python in pythons.items():
-            result = run_worker(worker_command(python, name, data, args))
-            runs[name].append(result)
+            result = run_worker(worker_command(python, name, data, args), tty=args.tty)
+            runs[name].extend(result["runs"])
+            rss[name].append(result["maxrss_kb"])
             if args.verbose:
-                print(f"  [{data} #{repeat}] {name:9s} {1e3 * result['loop_s'] / result['steps']:.4f} ms/step",
-                      file=sys.stderr, flush=True)
+                times = " ".join(f"{1e3 * r['loop_s'] / r['steps']:.4f}" for r in result["runs"])
+                print(f"  [{data} #{repeat}] {name:9s} {times} ms/step", file=sys.stderr, flush=True)
     summary: dict[str, dict] = {}
     for name, results in runs.items():
-        per_step = [1e3 * r["loop_s"] / r["steps"] for r in results]
+        wall = [1e3 * r["loop_s"] / r["steps"] for r in results]
+        cpu = [1e3 * r["loop_cpu_s"] / r["steps"] for r in results]
         summary[name] = {
             "steps": results[0]["steps"],
-            "ms_per_step": statistics.median(per_step),
-            "ms_per_step_min": min(per_step),
-            "ms_per_step_max": max(per_step),
+            "ms_per_step": statistics.median(wall),
+            "ms_per_step_min": min(wall),
+            "ms_per_step_max": max(wall),
+            "cpu_ms_per_step": statistics.median(cpu),
+            "cpu_ms_per_step_min": min(cpu),
             "fixed_s": statistics.median(r["fit_s"] - r["loop_s"] for r in results),
             "val_loss": results[0]["val_loss"],
-            "maxrss_mb": statistics.median(r["maxrss_kb"] for r in results) / 1024,
-            "runs_ms_per_step": per_step,
+            "maxrss_mb": statistics.median(rss[name]) / 1024,
+            "runs_ms_per_step": wall,
+            "runs_cpu_ms_per_step": cpu,
         }
-    hand = summary.get("hand", {}).get("ms_per_step")
-    for name, row in summary.items():
-        row["ratio_to_hand"] = row["ms_per_step"] / hand if hand else None
-        row["overhead_us_per_step"] = 1e3 * (row["ms_per_step"] - hand) if hand else None
+    hand = summary.get("hand")
+    for row in summary.values():
+        for key in ("ms_per_step", "ms_per_step_min", "cpu_ms_per_step", "cpu_ms_per_step_min"):
+            row[f"x_hand_{key}"] = row[key] / hand[key] if hand else None
+        row["overhead_us_per_step"] = 1e3 * (row["ms_per_step"] - hand["ms_per_step"]) if hand else None
+        row["cpu_overhead_us_per_step"] = 1e3 * (row["cpu_ms_per_step"] - hand["cpu_ms_per_step"]) if hand else None
     return summary
 
 
@@ -305,16 +367,22 @@ def print_table(data: str, summary: dict, args: argparse.Namespace) -> None:
     import torch
 
     steps = next(iter(summary.values()))["steps"]
-    print(f"\ndata={data}{'  defaults=ON' if args.defaults else ''}  ({steps} steps/run, {args.repeats} repeats, "
+    flags = ("  defaults=ON" if args.defaults else "") + ("  tty" if args.tty else "")
+    print(f"\ndata={data}{flags}  ({steps} steps/run, {args.repeats} processes x {args.inner} runs, "
           f"torch {torch.__version__}, {args.threads} thread(s))")
-    header = f"{'':10s} {'ms/step':>8s} {'min':>8s} {'max':>8s} {'x hand':>7s} {'+us/step':>9s} {'fixed s':>8s}"
+    header = (f"{'':10s} {'wall ms/step':>12s} {'min':>7s} {'x hand':>7s} {'x (min)':>8s} {'+us/step':>9s} | "
+              f"{'cpu ms/step':>11s} {'x hand':>7s} {'+us/step':>9s} | {'fixed s':>7s}")
     print(header)
     print("-" * len(header))
+    fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
     for name, row in summary.items():
-        ratio = f"{row['ratio_to_hand']:.2f}" if row["ratio_to_hand"] else "-"
-        over = f"{row['overhead_us_per_step']:.1f}" if row["overhead_us_per_step"] is not None else "-"
-        print(f"{name:10s} {row['ms_per_step']:8.4f} {row['ms_per_step_min']:8.4f} {row['ms_per_step_max']:8.4f} "
-              f"{ratio:>7s} {over:>9s} {row['fixed_s']:8.3f}")
+        print(f"{name:10s} {row['ms_per_step']:12.4f} {row['ms_per_step_min']:7.4f} "
+              f"{fmt(row['x_hand_ms_per_step'], '.2f'):>7s} {fmt(row['x_hand_ms_per_step_min'], '.2f'):>8s} "
+              f"{fmt(row['overhead_us_per_step'], '.1f'):>9s} | {row['cpu_ms_per_step']:11.4f} "
+              f"{fmt(row['x_hand_cpu_ms_per_step'], '.2f'):>7s} {fmt(row['cpu_overhead_us_per_step'], '.1f'):>9s} | "
+              f"{row['fixed_s']:7.3f}")
+    print("medians over processes x runs; x (min): ratio of the fastest runs; cpu: process CPU time (ignores time "
+          "the process waited for a core); fixed s: time in fit() outside the training loop", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -322,9 +390,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", choices=("loader", "prebatched", "both"), default="both")
     parser.add_argument("--defaults", action="store_true",
                         help="progress bar, CSV logger, checkpointing and model summary ON for ember/Lightning")
-    parser.add_argument("--epochs", type=int, default=20, help="timed epochs (128 steps each)")
+    parser.add_argument("--tty", action="store_true",
+                        help="run workers on a pseudo-terminal, so that progress bars draw as they would for a user "
+                             "(by default output goes to a pipe: ember prints plain epoch lines, Lightning still "
+                             "draws tqdm)")
+    parser.add_argument("--epochs", type=int, default=16, help="timed epochs (128 steps each)")
     parser.add_argument("--warmup-epochs", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3, help="fresh subprocesses per framework")
+    parser.add_argument("--inner", type=int, default=2, help="timed runs inside each subprocess")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--frameworks", default=",".join(FRAMEWORKS), help="comma-separated subset")
     parser.add_argument("--lightning-python", default=None, help="interpreter that can import Lightning")
@@ -359,7 +432,9 @@ def main(argv: list[str] | None = None) -> None:
         print_table(data, results[data], args)
     if args.json:
         meta = {"python": sys.version.split()[0], "cpus": os.cpu_count(), "threads": args.threads,
-                "epochs": args.epochs, "repeats": args.repeats, "defaults": args.defaults, "pythons": pythons}
+                "epochs": args.epochs, "repeats": args.repeats, "inner": args.inner, "defaults": args.defaults,
+                "tty": args.tty,
+                "pythons": pythons}
         Path(args.json).write_text(json.dumps({"meta": meta, "results": results}, indent=2))
 
 
