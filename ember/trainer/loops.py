@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import random
+import signal
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from itertools import islice
@@ -271,8 +272,11 @@ def _finish_batch(trainer: Trainer, batch_idx: int, is_last: bool, stepped: bool
     if stepped:
         _step_schedulers(trainer, "step", True, batch_idx, plateau=True)
         p.batches_that_stepped += 1
-    if trainer._signals.received is not None:  # preempted: checkpoint this exact point and leave
-        signum = trainer._signals.received
+    signum = trainer._signals.received
+    if trainer.world_size > 1:  # every rank must stop at the same batch, or their collectives would mismatch
+        signum = signal.SIGTERM if trainer.strategy.reduce_boolean_decision(signum is not None, all=False) \
+            else None
+    if signum is not None:  # preempted: checkpoint this exact point and leave
         raise _Preempted(signum, _save_preemption_checkpoint(trainer, signum))
     if trainer.should_stop:
         for logger in trainer.loggers:
