@@ -199,7 +199,7 @@ def _restore_training_state(trainer: Trainer, checkpoint: dict[str, Any]) -> dic
             "The checkpoint was saved with weights_only=True and holds no optimizer or loop state, so fit cannot "
             "resume from it; load the weights with LightningModule.load_from_checkpoint and start a new fit.")
     for opt, state in zip(trainer.optimizers, checkpoint["optimizer_states"]):
-        opt.load_state_dict(state)
+        trainer.strategy.load_optimizer_state(opt, state)
     for config, state in zip(trainer.lr_scheduler_configs, checkpoint.get("lr_schedulers", [])):
         config.scheduler.load_state_dict(state)
     trainer.strategy.precision.load_state_dict(checkpoint.get(type(trainer.strategy.precision).__name__, {}))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from ember.strategies.strategy import SingleDeviceStrategy, Strategy
 
-__all__ = ["DDPStrategy", "SingleDeviceStrategy", "Strategy"]
+__all__ = ["DDPStrategy", "FSDPStrategy", "SingleDeviceStrategy", "Strategy"]
 
-_LATER = {"FSDPStrategy", "DeepSpeedStrategy", "ModelParallelStrategy", "XLAStrategy"}
+_LATER = {"DeepSpeedStrategy", "ModelParallelStrategy", "XLAStrategy"}
 
 
 def __getattr__(name: str):  # type: ignore[no-untyped-def]
@@ -14,6 +14,10 @@ def __getattr__(name: str):  # type: ignore[no-untyped-def]
         from ember.strategies.ddp import DDPStrategy
 
         return DDPStrategy
+    if name == "FSDPStrategy":
+        from ember.strategies.fsdp import FSDPStrategy
+
+        return FSDPStrategy
     if name in _LATER:
         raise NotImplementedError(f"ember.strategies.{name} is not available yet; use strategy='auto', "
                                   "SingleDeviceStrategy or DDPStrategy.")

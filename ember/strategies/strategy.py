@@ -116,6 +116,31 @@ class Strategy:
     def reduce_boolean_decision(self, decision: bool, all: bool = True) -> bool:
         return decision
 
+    # -- checkpoints (a sharding strategy gathers or writes shards here) ------------------------------
+    def save_checkpoint(self, checkpoint: dict[str, Any], filepath: Any) -> None:
+        """Write ``checkpoint`` (the Lightning-format dict every rank built) to ``filepath``, once, atomically."""
+        from ember import checkpoint as _ckpt
+
+        if self.is_global_zero:
+            _ckpt._atomic_save(checkpoint, filepath)
+
+    def load_checkpoint(self, path: Any, weights_only: bool | None = None) -> dict[str, Any]:
+        """The checkpoint dict at ``path``, on the CPU."""
+        from ember.checkpoint import _load_checkpoint
+
+        return _load_checkpoint(path, map_location="cpu", weights_only=weights_only)
+
+    def load_model_state(self, module: LightningModule, checkpoint: dict[str, Any], strict: bool,
+                         source: str) -> None:
+        """Put the checkpoint's weights into ``module`` (called before :meth:`setup`)."""
+        from ember.checkpoint import _load_module_state
+
+        _load_module_state(module, checkpoint["state_dict"], strict, source)
+
+    def load_optimizer_state(self, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+        """Restore one optimizer from its entry in the checkpoint's ``optimizer_states`` (after :meth:`setup`)."""
+        optimizer.load_state_dict(state)
+
     def teardown(self) -> None:
         pass
 

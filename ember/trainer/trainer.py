@@ -16,8 +16,7 @@ import torch
 from ember import accelerators, precision as _precision
 from ember.callbacks.callback import Callback
 from ember.callbacks.timer import _parse_duration
-from ember.checkpoint import (_atomic_save, _dump_checkpoint, _load_checkpoint, _load_module_state,
-                              _restore_training_state)
+from ember.checkpoint import _dump_checkpoint, _restore_training_state
 from ember.datamodule import LightningDataModule
 from ember.metrics import _MetricStore, _Results
 from ember.module import LightningModule
@@ -34,7 +33,8 @@ from ember.utilities.rank_zero import rank_zero_info, rank_zero_warn
 if TYPE_CHECKING:
     from ember.loggers.logger import Logger  # the annotation LightningCLI reads; imported lazily at run time
 
-_LATER_STRATEGIES = ("fsdp", "fsdp_cpu_offload", "deepspeed", "deepspeed_stage_1", "deepspeed_stage_2",
+_FSDP_STRATEGIES = {"fsdp": {}, "fsdp_cpu_offload": {"cpu_offload": True}}  # name -> FSDPStrategy arguments
+_LATER_STRATEGIES = ("deepspeed", "deepspeed_stage_1", "deepspeed_stage_2",
                      "deepspeed_stage_2_offload", "deepspeed_stage_3", "deepspeed_stage_3_offload", "xla",
                      "model_parallel")
 # LightningModule hooks whose default does nothing (or returns its input): skipped unless overridden
@@ -51,14 +51,6 @@ _NOOP_MODULE_HOOKS = frozenset((
 ))
 
 
-class _Default:
-    """Marks a module hook that is LightningModule's own implementation (not a user override)."""
-
-    def __bool__(self) -> bool:
-        return True
-
-
-_DEFAULT = _Default()
 
 
 def _check(name: str, value: Any, ok: bool, accepted: str) -> None:
@@ -274,16 +266,20 @@ class Trainer:
         if isinstance(strategy, Strategy):
             chosen = strategy
         elif not isinstance(strategy, str) or strategy not in ("auto", "single_device", *_DDP_STRATEGIES,
-                                                               *_LATER_STRATEGIES):
+                                                               *_FSDP_STRATEGIES, *_LATER_STRATEGIES):
             raise MisconfigurationException(f"Trainer(strategy={strategy!r}) is not a known strategy; use 'auto', "
-                                            "'single_device', 'ddp', 'ddp_spawn', 'ddp_fork', 'ddp_notebook', a "
-                                            f"Strategy instance, or one of {', '.join(_LATER_STRATEGIES)} (coming "
+                                            "'single_device', 'ddp', 'ddp_spawn', 'ddp_fork', 'ddp_notebook', 'fsdp', "
+                                            f"a Strategy instance, or one of {', '.join(_LATER_STRATEGIES)} (coming "
                                             "in a later version).")
         elif strategy in _LATER_STRATEGIES:
             raise NotImplementedError(f"Trainer(strategy={strategy!r}) is not available yet in ember; use "
                                       "strategy='auto', 'ddp' or 'ddp_spawn'.")
         elif strategy in _DDP_STRATEGIES:
             chosen = DDPStrategy(**_DDP_STRATEGIES[strategy])
+        elif strategy in _FSDP_STRATEGIES:
+            from ember.strategies.fsdp import FSDPStrategy
+
+            chosen = FSDPStrategy(**_FSDP_STRATEGIES[strategy])
         else:
             chosen = SingleDeviceStrategy(self.accelerator.root_device(device_ids[0]), self.accelerator)
         chosen._configure(self.accelerator, device_ids, num_nodes)
@@ -350,8 +346,11 @@ class Trainer:
     # ---------------------------------------------------------------------------------------------
     # the hook dispatcher
     # ---------------------------------------------------------------------------------------------
-    def _hooks_for(self, name: str) -> tuple[list[Any], list[Any], bool]:
-        """(callbacks before the module, callbacks after it, whether the module overrides ``name``)."""
+    def _hooks_for(self, name: str) -> tuple[list[Any], list[Any], str]:
+        """(callbacks before the module, callbacks after it, what the module runs).
+
+        The last item is "user" (an override), "default" (LightningModule's own code, which does
+        something) or "" (a no-op default: not called at all)."""
         cached = self._hook_cache.get(name)
         if cached is None:
             from ember.callbacks import EarlyStopping, ModelCheckpoint
@@ -363,11 +362,13 @@ class Trainer:
                                                                                          EarlyStopping))]
             early = [getattr(cb, name) for cb in fns if cb not in late]
             module_fn = getattr(type(self._module), name, None)
-            default = module_fn is getattr(LightningModule, name, None)
-            overridden: Any = module_fn is not None and not (name in _NOOP_MODULE_HOOKS and default)
-            if overridden and default:
-                overridden = _DEFAULT  # truthy: the default implementation runs
-            cached = self._hook_cache[name] = (early, [getattr(cb, name) for cb in late], overridden)
+            if module_fn is None:
+                runs = ""
+            elif module_fn is not getattr(LightningModule, name, None):
+                runs = "user"
+            else:
+                runs = "" if name in _NOOP_MODULE_HOOKS else "default"
+            cached = self._hook_cache[name] = (early, [getattr(cb, name) for cb in late], runs)
         return cached
 
     def _hook(self, name: str, *args: Any) -> Any:
@@ -406,7 +407,7 @@ class Trainer:
         batch = self.strategy.precision.convert_input(batch)
         if self._hooks_for("on_before_batch_transfer")[2]:
             batch = self._module_hook("on_before_batch_transfer", batch, dataloader_idx)
-        if self._hooks_for("transfer_batch_to_device")[2] is not _DEFAULT:
+        if self._hooks_for("transfer_batch_to_device")[2] == "user":
             batch = self._module_hook("transfer_batch_to_device", batch, self.strategy.root_device, dataloader_idx)
         else:
             batch = self.strategy.batch_to_device(batch)
@@ -426,7 +427,7 @@ class Trainer:
 
     def _after_closure(self, optimizer: torch.optim.Optimizer) -> None:
         self._hook("on_before_optimizer_step", optimizer)
-        clipping = self.gradient_clip_val or self._hooks_for("configure_gradient_clipping")[2] is not _DEFAULT
+        clipping = self.gradient_clip_val or self._hooks_for("configure_gradient_clipping")[2] == "user"
         if clipping and self._module.automatic_optimization:
             self._module_hook("configure_gradient_clipping", optimizer, gradient_clip_val=self.gradient_clip_val,
                               gradient_clip_algorithm=self.gradient_clip_algorithm)
@@ -748,9 +749,9 @@ class Trainer:
         checkpoint = None
         self.ckpt_path = self._resolve_ckpt_path(ckpt_path)
         if self.ckpt_path is not None:
-            checkpoint = _load_checkpoint(self.ckpt_path, map_location="cpu", weights_only=weights_only)
+            checkpoint = self.strategy.load_checkpoint(self.ckpt_path, weights_only)
             self._module_hook("on_load_checkpoint", checkpoint)
-            _load_module_state(module, checkpoint["state_dict"], module.strict_loading, repr(self.ckpt_path))
+            self.strategy.load_model_state(module, checkpoint, module.strict_loading, repr(self.ckpt_path))
             if self.datamodule is not None:
                 self.datamodule.load_state_dict(checkpoint.get(type(self.datamodule).__qualname__, {}))
             if fitting:
@@ -859,8 +860,7 @@ class Trainer:
         if self._module is None:
             raise MisconfigurationException("save_checkpoint() needs a model: call it during or after fit().")
         checkpoint = _dump_checkpoint(self, weights_only)
-        if self.is_global_zero:
-            _atomic_save(checkpoint, filepath)
+        self.strategy.save_checkpoint(checkpoint, filepath)  # rank 0 writes it (a sharding strategy: every rank)
         self.strategy.barrier("save_checkpoint")
 
     # ---------------------------------------------------------------------------------------------
