@@ -427,3 +427,12 @@ def test_barebones(tmp_path: Any) -> None:
     trainer.fit(Silent())
     assert trainer.global_step == 8
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_submodules_reachable_as_attributes_like_lightning() -> None:
+    import ember as pl
+
+    assert pl.loggers.CSVLogger is not None and pl.callbacks.ModelCheckpoint is not None
+    assert pl.tuner.Tuner is not None and pl.core.LightningModule is pl.LightningModule
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        pl.nope  # noqa: B018
