@@ -118,7 +118,7 @@ def comm_counter(counts: list[int]) -> Any:
 
 def full(args: argparse.Namespace, out: Path, report: dict[str, Any]) -> None:
     """fit with checkpointing and logging, resume, accumulation with/without no_sync, eval, collectives."""
-    import ember.trainer.trainer as trainer_module
+    import ember.checkpoint as trainer_module  # where Strategy.save_checkpoint finds it
 
     saves: list[str] = []
     real_save = trainer_module._atomic_save
