@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, TensorDataset
 import ember as pl
 from ember.trainer.trainer import _LATER_STRATEGIES
 from ember.utilities.exceptions import MisconfigurationException
-from tests.helpers import BoringModel, loader, make_trainer, trainer_kwargs
+from tests.helpers import BoringModel, loader, make_trainer
 
 
 # -- the module ---------------------------------------------------------------------------------------
