@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from ember.strategies.strategy import SingleDeviceStrategy, Strategy
 
-__all__ = ["DDPStrategy", "FSDPStrategy", "SingleDeviceStrategy", "Strategy"]
+__all__ = ["DDPStrategy", "DeepSpeedStrategy", "FSDPStrategy", "SingleDeviceStrategy", "Strategy"]
 
-_LATER = {"DeepSpeedStrategy", "ModelParallelStrategy", "XLAStrategy"}
+_LATER = {"ModelParallelStrategy", "XLAStrategy"}
 
 
 def __getattr__(name: str):  # type: ignore[no-untyped-def]
@@ -18,6 +18,10 @@ def __getattr__(name: str):  # type: ignore[no-untyped-def]
         from ember.strategies.fsdp import FSDPStrategy
 
         return FSDPStrategy
+    if name == "DeepSpeedStrategy":  # the deepspeed package itself is imported only when the engine is built
+        from ember.strategies.deepspeed import DeepSpeedStrategy
+
+        return DeepSpeedStrategy
     if name in _LATER:
         raise NotImplementedError(f"ember.strategies.{name} is not available yet; use strategy='auto', "
                                   "SingleDeviceStrategy or DDPStrategy.")

@@ -23,8 +23,11 @@ def _move_to_device(batch: Any, device: torch.device) -> Any:
         return batch.to(device, non_blocking=device.type == "cuda")
     if isinstance(batch, (list, tuple)):
         moved = [_move_to_device(x, device) for x in batch]
-        if all(m is x for m, x in zip(moved, batch)):
-            return batch
+        for m, x in zip(moved, batch):
+            if m is not x:
+                break
+        else:
+            return batch  # nothing moved: no rebuild
         return type(batch)(*moved) if hasattr(batch, "_fields") else type(batch)(moved)
     if isinstance(batch, dict):
         return type(batch)((k, _move_to_device(v, device)) for k, v in batch.items())
@@ -88,6 +91,10 @@ class Strategy:
     def training_step(self, *args: Any, **kwargs: Any) -> Any:
         """Run the module's ``training_step`` (through the DistributedDataParallel wrapper where there is one)."""
         return self.model.training_step(*args, **kwargs)  # type: ignore[union-attr]
+
+    def setup_optimizers(self, optimizers: list[Any]) -> list[Any]:
+        """The optimizers the Trainer steps, given those ``configure_optimizers`` made (DeepSpeed wraps them)."""
+        return optimizers
 
     def process_dataloader(self, dataloader: Any, kind: str = "train") -> Any:
         """The dataloader this process iterates (a distributed strategy gives each rank its share)."""

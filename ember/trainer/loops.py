@@ -249,7 +249,8 @@ def _train_epoch(trainer: Trainer, iterator: Iterator[Any] | None) -> None:
             outputs = {"loss": outputs.detach()} if isinstance(outputs, torch.Tensor) else outputs
         p.batch_idx, p.total_batch_idx, p.epoch_finished = ready, p.total_batch_idx + 1, is_last
         p.stepped, p.phase = steps, "batch_end"
-        _step_schedulers(trainer, "step", steps, batch_idx, last=is_last)
+        if trainer.lr_scheduler_configs:
+            _step_schedulers(trainer, "step", steps, batch_idx, last=is_last)
         trainer._hook("on_train_batch_end", outputs, batch, batch_idx)
         if _finish_batch(trainer, batch_idx, is_last, steps):
             break
@@ -270,7 +271,8 @@ def _finish_batch(trainer: Trainer, batch_idx: int, is_last: bool, stepped: bool
             _run_validation(trainer)
     p.phase = ""
     if stepped:
-        _step_schedulers(trainer, "step", True, batch_idx, plateau=True)
+        if trainer.lr_scheduler_configs:
+            _step_schedulers(trainer, "step", True, batch_idx, plateau=True)
         p.batches_that_stepped += 1
     signum = trainer._signals.received
     if trainer.world_size > 1:  # every rank must stop at the same batch, or their collectives would mismatch

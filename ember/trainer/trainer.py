@@ -34,9 +34,7 @@ if TYPE_CHECKING:
     from ember.loggers.logger import Logger  # the annotation LightningCLI reads; imported lazily at run time
 
 _FSDP_STRATEGIES = {"fsdp": {}, "fsdp_cpu_offload": {"cpu_offload": True}}  # name -> FSDPStrategy arguments
-_LATER_STRATEGIES = ("deepspeed", "deepspeed_stage_1", "deepspeed_stage_2",
-                     "deepspeed_stage_2_offload", "deepspeed_stage_3", "deepspeed_stage_3_offload", "xla",
-                     "model_parallel")
+_LATER_STRATEGIES = ("xla", "model_parallel")
 # LightningModule hooks whose default does nothing (or returns its input): skipped unless overridden
 _NOOP_MODULE_HOOKS = frozenset((
     "prepare_data", "setup", "teardown", "configure_model", "on_before_batch_transfer", "on_after_batch_transfer",
@@ -259,6 +257,7 @@ class Trainer:
     # ---------------------------------------------------------------------------------------------
     def _select_strategy(self, strategy: str | Strategy, devices: Any, num_nodes: int = 1) -> Strategy:
         from ember.strategies.ddp import _DDP_STRATEGIES, DDPStrategy
+        from ember.strategies.deepspeed import _DEEPSPEED_STRATEGIES
 
         device_ids = accelerators._parse_devices(devices, self.accelerator)
         if strategy == "auto" and (len(device_ids) > 1 or num_nodes > 1):  # Lightning's choice
@@ -266,9 +265,11 @@ class Trainer:
         if isinstance(strategy, Strategy):
             chosen = strategy
         elif not isinstance(strategy, str) or strategy not in ("auto", "single_device", *_DDP_STRATEGIES,
-                                                               *_FSDP_STRATEGIES, *_LATER_STRATEGIES):
+                                                               *_FSDP_STRATEGIES, *_DEEPSPEED_STRATEGIES,
+                                                               *_LATER_STRATEGIES):
             raise MisconfigurationException(f"Trainer(strategy={strategy!r}) is not a known strategy; use 'auto', "
                                             "'single_device', 'ddp', 'ddp_spawn', 'ddp_fork', 'ddp_notebook', 'fsdp', "
+                                            "'deepspeed', 'deepspeed_stage_1/2/3' (with _offload for 2 and 3), "
                                             f"a Strategy instance, or one of {', '.join(_LATER_STRATEGIES)} (coming "
                                             "in a later version).")
         elif strategy in _LATER_STRATEGIES:
@@ -280,6 +281,10 @@ class Trainer:
             from ember.strategies.fsdp import FSDPStrategy
 
             chosen = FSDPStrategy(**_FSDP_STRATEGIES[strategy])
+        elif strategy in _DEEPSPEED_STRATEGIES:
+            from ember.strategies.deepspeed import DeepSpeedStrategy
+
+            chosen = DeepSpeedStrategy(**_DEEPSPEED_STRATEGIES[strategy])
         else:
             chosen = SingleDeviceStrategy(self.accelerator.root_device(device_ids[0]), self.accelerator)
         chosen._configure(self.accelerator, device_ids, num_nodes)
@@ -375,7 +380,7 @@ class Trainer:
         """Call hook ``name`` on the callbacks, then on the module; return the module's result.
 
         With a profiler, ``ember.profilers._profiled_hook`` stands in for this: change both alike."""
-        early, late, module_has = self._hooks_for(name)
+        early, late, module_has = self._hook_cache.get(name) or self._hooks_for(name)
         if not (early or late or module_has):
             return None
         module = self._module
@@ -405,15 +410,23 @@ class Trainer:
     def _to_device(self, batch: Any, dataloader_idx: int) -> Any:
         """convert_input, then on_before_batch_transfer, transfer_batch_to_device, on_after_batch_transfer."""
         batch = self.strategy.precision.convert_input(batch)
-        if self._hooks_for("on_before_batch_transfer")[2]:
+        before, transfer, after = self._transfer_plan or self._plan_transfer()
+        if before:
             batch = self._module_hook("on_before_batch_transfer", batch, dataloader_idx)
-        if self._hooks_for("transfer_batch_to_device")[2] == "user":
+        if transfer:
             batch = self._module_hook("transfer_batch_to_device", batch, self.strategy.root_device, dataloader_idx)
         else:
             batch = self.strategy.batch_to_device(batch)
-        if self._hooks_for("on_after_batch_transfer")[2]:
+        if after:
             batch = self._module_hook("on_after_batch_transfer", batch, dataloader_idx)
         return batch
+
+    def _plan_transfer(self) -> tuple[bool, bool, bool]:
+        """Which batch-transfer hooks the module overrides (worked out once per run)."""
+        self._transfer_plan = (bool(self._hooks_for("on_before_batch_transfer")[2]),
+                               self._hooks_for("transfer_batch_to_device")[2] == "user",
+                               bool(self._hooks_for("on_after_batch_transfer")[2]))
+        return self._transfer_plan
 
     def _zero_grad(self, optimizer: torch.optim.Optimizer, batch_idx: int) -> None:
         self._hook("on_before_zero_grad", optimizer)
@@ -712,6 +725,7 @@ class Trainer:
         self._sources = {k: v for k, v in sources.items() if v is not None}
         self._loaders = {}
         self._hook_cache = {}
+        self._transfer_plan: tuple[bool, bool, bool] | None = None
         self.should_stop = False
         if fn == TrainerFn.FITTING:
             self._progress = loops._Progress()
@@ -768,6 +782,7 @@ class Trainer:
                 raise MisconfigurationException(
                     f"configure_optimizers returned {len(self.optimizers)} optimizers; automatic optimization "
                     "supports one. Set `self.automatic_optimization = False` and step them in training_step.")
+            self.optimizers = self.strategy.setup_optimizers(self.optimizers)  # DeepSpeed: its engine's optimizer
             self._lightning_optimizers = [LightningOptimizer(opt, self) for opt in self.optimizers]
             module._lightning_optimizers = self._lightning_optimizers
             self._hook("on_fit_start")
