@@ -291,7 +291,7 @@ def test_auto_picks_ddp_for_several_devices_or_nodes(tmp_path: Path, restore_ran
 
 
 def test_strategies_that_are_not_there_yet(tmp_path: Path) -> None:
-    for name in ("deepspeed", "deepspeed_stage_2"):
+    for name in ("xla", "model_parallel"):
         with pytest.raises(NotImplementedError, match=rf"strategy='{name}'.*not available yet"):
             make(tmp_path, strategy=name)
     with pytest.raises(ValueError, match="runs one process on one device.*strategy='ddp'"):
