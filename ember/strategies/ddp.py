@@ -300,6 +300,14 @@ class DDPStrategy(Strategy):
         if dist.is_initialized():
             dist.barrier(device_ids=[self.root_device.index] if self.root_device.type == "cuda" else None)
 
+    def all_gather_object(self, obj: Any) -> list[Any]:
+        """``obj`` from every rank, in rank order (any picklable object)."""
+        if not dist.is_initialized():
+            return [obj]
+        gathered: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(gathered, obj)
+        return gathered
+
     def broadcast(self, obj: Any, src: int = 0) -> Any:
         """``obj`` from rank ``src`` on every rank (any picklable object)."""
         if not dist.is_initialized():

@@ -117,6 +117,10 @@ class Strategy:
     def barrier(self, name: str | None = None) -> None:
         pass
 
+    def all_gather_object(self, obj: Any) -> list[Any]:
+        """``obj`` from every rank, in rank order (any picklable object)."""
+        return [obj]
+
     def broadcast(self, obj: Any, src: int = 0) -> Any:
         return obj
 

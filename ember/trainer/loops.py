@@ -141,7 +141,7 @@ def _resume(trainer: Trainer, state: dict[str, Any]) -> Iterator[Any] | None:
     """Put data order, metrics and random state back where the checkpointed run was; finish its batch."""
     p = trainer._progress
     params = dict(trainer.lightning_module.named_parameters())
-    for name, grad in state.get("grads", {}).items():
+    for name, grad in _this_rank(trainer, state.get("grads", {})).items():
         params[name].grad = grad.to(params[name].device, params[name].dtype)
     trainer._train_results.load_state_dict(state.get("results", {}))
     trainer._metrics.callback.update(state.get("callback_metrics", {}))
@@ -154,7 +154,7 @@ def _resume(trainer: Trainer, state: dict[str, Any]) -> Iterator[Any] | None:
         for _ in range(p.batch_idx):  # eagerly, so that the sampler draws its seed from this state
             next(iterator)
         trainer._epoch_rng = data_rng
-    _set_rng_state(state["rng"], trainer.train_dataloader)
+    _set_rng_state(_this_rank(trainer, state["rng"]), trainer.train_dataloader)
     if p.phase == "epoch_end":
         _end_train_epoch(trainer, hooks=False)
         return None
@@ -165,12 +165,21 @@ def _resume(trainer: Trainer, state: dict[str, Any]) -> Iterator[Any] | None:
     return iterator
 
 
+def _this_rank(trainer: Trainer, per_rank: Any) -> Any:
+    """This process's entry of a per-rank list (rank 0's when resuming with a different number of ranks)."""
+    if not isinstance(per_rank, list):
+        return per_rank  # written by a single process before per-rank state existed
+    return per_rank[trainer.global_rank] if len(per_rank) == trainer.world_size else per_rank[0]
+
+
 def _resume_state(trainer: Trainer) -> dict[str, Any]:
     """What ember adds to a checkpoint so that resuming reproduces the uninterrupted run exactly."""
     p = trainer._progress
+    strategy = trainer.strategy
     state: dict[str, Any] = {
         "progress": p.state_dict(),
-        "rng": _rng_state(trainer.train_dataloader),
+        # per rank: each process draws its own dropout masks (and accumulates its own micro-batch gradients)
+        "rng": strategy.all_gather_object(_rng_state(trainer.train_dataloader)),
         "epoch_rng": trainer._epoch_rng,
         "results": trainer._train_results.state_dict(),
         "callback_metrics": {k: v.detach().cpu() for k, v in trainer._metrics.callback.items()
@@ -179,8 +188,9 @@ def _resume_state(trainer: Trainer) -> dict[str, Any]:
     accumulating = p.batch_idx % trainer.accumulate_grad_batches != 0 and not p.epoch_finished
     if accumulating or not trainer.lightning_module.automatic_optimization:
         # gradients of a half-accumulated window (or of manual optimization) are part of the state
-        state["grads"] = {name: param.grad.detach().cpu() for name, param in
-                          trainer.lightning_module.named_parameters() if param.grad is not None}
+        grads = {name: param.grad.detach().cpu() for name, param in
+                 trainer.lightning_module.named_parameters() if param.grad is not None}
+        state["grads"] = strategy.all_gather_object(grads)
     return state
 
 
