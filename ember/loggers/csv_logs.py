@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import re
 from argparse import Namespace
 from typing import Any
 
@@ -31,11 +30,10 @@ from ember.loggers.logger import (
     _to_plain,
     rank_zero_experiment,
 )
+from ember.loggers._utils import _next_version
 from ember.utilities.rank_zero import rank_zero_only, rank_zero_warn
 
 __all__ = ["CSVLogger"]
-
-_VERSION_DIR = re.compile(r"^version_(\d+)$")
 
 
 def _join(base: str, *parts: str) -> str:
@@ -216,7 +214,7 @@ class CSVLogger(Logger):
     @property
     def version(self) -> int | str:
         if self._version is None:
-            self._version = self._get_next_version()
+            self._version = _next_version(self._fs, self.root_dir)
         return self._version
 
     @property
@@ -232,23 +230,6 @@ class CSVLogger(Logger):
         version = self.version
         folder = version if isinstance(version, str) else f"version_{version}"
         return _join(self.root_dir, folder)
-
-    def _get_next_version(self) -> int:
-        root = self.root_dir
-        try:
-            if not self._fs.isdir(root):
-                return 0
-            entries = self._fs.ls(root, detail=True)
-        except (FileNotFoundError, NotADirectoryError):
-            return 0
-        versions = []
-        for entry in entries:
-            if entry.get("type") != "directory":
-                continue
-            match = _VERSION_DIR.match(entry["name"].rstrip("/").rsplit("/", 1)[-1])
-            if match:
-                versions.append(int(match.group(1)))
-        return max(versions) + 1 if versions else 0
 
     # ---- the writer ------------------------------------------------------------------------
 
