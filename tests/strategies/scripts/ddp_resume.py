@@ -65,6 +65,7 @@ def main(out: Path, mode: str) -> None:
     torch.save(torch.rand(1), out / f"{mode}-rng-{trainer.global_rank}.pt")
     if trainer.is_global_zero:
         torch.save({k: v.clone() for k, v in model.state_dict().items()}, out / f"{mode}.pt")
+    trainer.strategy.barrier()  # leave together: a rank tearing gloo down while another still talks aborts
 
 
 if __name__ == "__main__":
