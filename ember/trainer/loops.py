@@ -267,6 +267,9 @@ def _train_epoch(trainer: Trainer, iterator: Iterator[Any] | None) -> None:
     _end_train_epoch(trainer)
 
 
+_SIGNAL_CHECK_EVERY = 8  # batches between the ranks' checks for a preemption signal
+
+
 def _finish_batch(trainer: Trainer, batch_idx: int, is_last: bool, stepped: bool) -> bool:
     """What follows ``on_train_batch_end``: logging, validation when due, plateau schedulers. True to stop."""
     p = trainer._progress
@@ -286,8 +289,11 @@ def _finish_batch(trainer: Trainer, batch_idx: int, is_last: bool, stepped: bool
         p.batches_that_stepped += 1
     signum = trainer._signals.received
     if trainer.world_size > 1:  # every rank must stop at the same batch, or their collectives would mismatch
-        signum = signal.SIGTERM if trainer.strategy.reduce_boolean_decision(signum is not None, all=False) \
-            else None
+        # agreeing costs a collective, so ranks compare notes every few batches (preemption grace periods are
+        # seconds long, batches usually much shorter)
+        agreed = p.total_batch_idx % _SIGNAL_CHECK_EVERY == 0 and \
+            trainer.strategy.reduce_boolean_decision(signum is not None, all=False)
+        signum = signal.SIGTERM if agreed else None
     if signum is not None:  # preempted: checkpoint this exact point and leave
         raise _Preempted(signum, _save_preemption_checkpoint(trainer, signum))
     if trainer.should_stop:
