@@ -7,6 +7,8 @@ launchers in :mod:`ember.strategies.launch` (torch.distributed.elastic, torch.mu
 
 from __future__ import annotations
 
+import atexit
+
 import contextlib
 import os
 from collections.abc import Callable
@@ -191,6 +193,7 @@ class DDPStrategy(Strategy):
         backend = self._process_group_backend or ("nccl" if self.root_device.type == "cuda" else "gloo")
         extra = {"device_id": self.root_device} if self.root_device.type == "cuda" else {}
         launch._register_group_teardown(created=True)
+        atexit.register(launch._leave_together)  # registered after the launcher's wait: runs before it
         try:
             dist.init_process_group(backend, init_method=f"tcp://{self._main_address}:{self._main_port}",
                                     rank=self.global_rank, world_size=self.world_size, timeout=self._timeout, **extra)

@@ -19,6 +19,7 @@ both with the failing rank's traceback).
 from __future__ import annotations
 
 import atexit
+from datetime import timedelta
 import functools
 import os
 import pickle
@@ -243,6 +244,8 @@ def _launch_script(num_processes: int, num_nodes: int, node_rank: int, address: 
 
 def _record_error(err: BaseException) -> None:
     """Write ``err`` to this worker's elastic error file (torchrun and ember's launcher report it as the cause)."""
+    global _FAILED
+    _FAILED = True
     if os.environ.get("TORCHELASTIC_ERROR_FILE"):
         from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
 
@@ -255,6 +258,21 @@ _OWNS_GROUP = False  # ember created the default process group (so ember destroy
 def _destroy_owned_group() -> None:
     if _OWNS_GROUP and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
+
+
+_FAILED = False  # a run failed in this process: its peers may be gone, so it does not wait for them at exit
+
+
+def _leave_together() -> None:
+    """At exit, wait (30 s at most) until every rank is exiting: a rank that tears gloo down while a peer
+    still talks to it makes that peer abort ("terminate called without an active exception")."""
+    dist = torch.distributed
+    if _FAILED or not _OWNS_GROUP or not dist.is_initialized() or dist.get_backend() != "gloo":
+        return
+    try:
+        dist.monitored_barrier(timeout=timedelta(seconds=30))
+    except Exception:  # noqa: BLE001 - exiting anyway; a missing peer must not block the exit
+        pass
 
 
 def _register_group_teardown(created: bool = False) -> None:
