@@ -170,7 +170,39 @@ class _ExperimentWriter:
         return buf.getvalue()
 
 
-class CSVLogger(Logger):
+class _VersionedDirs:
+    """``save_dir/name/version_N`` for the file-writing loggers (CSV, TensorBoard); the version is the next
+    free one unless given."""
+
+    _save_dir: str
+    _name: str
+    _version: int | str | None
+    _fs: Any
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def version(self) -> int | str:
+        if self._version is None:
+            self._version = _next_version(self._fs, self.root_dir)
+        return self._version
+
+    @property
+    def save_dir(self) -> str:
+        return self._save_dir
+
+    @property
+    def root_dir(self) -> str:
+        return _join(self._save_dir, self._name)
+
+    def _version_dir(self) -> str:
+        version = self.version
+        return _join(self.root_dir, version if isinstance(version, str) else f"version_{version}")
+
+
+class CSVLogger(_VersionedDirs, Logger):
     """Log metrics to a CSV file and hyperparameters to a YAML file, on the local disk or any
     fsspec filesystem.
 
@@ -208,28 +240,8 @@ class CSVLogger(Logger):
     # ---- where things go -------------------------------------------------------------------
 
     @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def version(self) -> int | str:
-        if self._version is None:
-            self._version = _next_version(self._fs, self.root_dir)
-        return self._version
-
-    @property
-    def save_dir(self) -> str:
-        return self._save_dir
-
-    @property
-    def root_dir(self) -> str:
-        return _join(self._save_dir, self._name)
-
-    @property
     def log_dir(self) -> str:
-        version = self.version
-        folder = version if isinstance(version, str) else f"version_{version}"
-        return _join(self.root_dir, folder)
+        return self._version_dir()
 
     # ---- the writer ------------------------------------------------------------------------
 

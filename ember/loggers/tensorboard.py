@@ -17,8 +17,8 @@ import os
 from argparse import Namespace
 from typing import Any
 
-from ember.loggers._utils import _next_version, _package_available, _sanitize_params
-from ember.loggers.csv_logs import _join, _write_text_atomic
+from ember.loggers._utils import _package_available, _sanitize_params
+from ember.loggers.csv_logs import _join, _VersionedDirs, _write_text_atomic
 from ember.loggers.logger import (
     Logger,
     _add_prefix,
@@ -53,7 +53,7 @@ def _writer_module() -> tuple[Any, Any]:
     return SummaryWriter, hparams
 
 
-class TensorBoardLogger(Logger):
+class TensorBoardLogger(_VersionedDirs, Logger):
     """Log to TensorBoard event files under ``save_dir/name/version_N``.
 
     Args:
@@ -102,28 +102,9 @@ class TensorBoardLogger(Logger):
     # ---- where things go -------------------------------------------------------------------
 
     @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def version(self) -> int | str:
-        if self._version is None:
-            self._version = _next_version(self._fs, self.root_dir)
-        return self._version
-
-    @property
-    def save_dir(self) -> str:
-        return self._save_dir
-
-    @property
-    def root_dir(self) -> str:
-        return _join(self._save_dir, self._name)
-
-    @property
     def log_dir(self) -> str:
         """``root_dir/version_N`` (plus ``sub_dir``): where the event files go."""
-        version = self.version
-        log_dir = _join(self.root_dir, version if isinstance(version, str) else f"version_{version}")
+        log_dir = self._version_dir()
         if self._sub_dir:
             log_dir = _join(log_dir, self._sub_dir)
         return os.path.expandvars(log_dir)
