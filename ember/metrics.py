@@ -137,12 +137,12 @@ class _Results:
             self._batch_size = _extract_batch_size(self.batch) or 1
         return self._batch_size
 
-    def log(self, fx: str, name: str, value: Any, *, prog_bar: bool, logger: bool, on_step: bool, on_epoch: bool,
+    def log(self, fx: str, name: str, value: Any, prog_bar: bool, logger: bool, on_step: bool, on_epoch: bool,
             reduce_fx: Any, add_dataloader_idx: bool, batch_size: int | None,
             sync: Callable[[torch.Tensor, str], torch.Tensor] | None) -> None:
         if add_dataloader_idx and self.dataloader_idx is not None:
             name = f"{name}/dataloader_idx_{self.dataloader_idx}"
-        key = f"{fx}.{name}"
+        key = fx + "." + name
         entry = self.entries.get(key)
         if entry is None:
             reduce = _REDUCE_FX.get(reduce_fx)

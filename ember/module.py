@@ -21,6 +21,9 @@ from ember.utilities.rank_zero import rank_zero_warn
 if TYPE_CHECKING:
     from ember.trainer.trainer import Trainer
 
+_FLOATS = (torch.float32, torch.float64)  # logged as they are; other dtypes become float32
+_CHECKED: dict[tuple[str | None, bool | None, bool | None], tuple[bool, bool]] = {}  # _check_fx's answers
+
 
 class AttributeDict(dict):
     """A dict whose keys are also attributes (``hparams.lr``)."""
@@ -201,25 +204,30 @@ class LightningModule(_HyperparametersMixin, nn.Module):
         if trainer._barebones:
             raise MisconfigurationException("self.log() is not available with Trainer(barebones=True); "
                                             "set barebones=False to log.")
-        on_step, on_epoch = _check_fx(self._current_fx_name, name, on_step, on_epoch)
-        if trainer._metrics.results is None:
+        fx = self._current_fx_name
+        rule = _CHECKED.get((fx, on_step, on_epoch))
+        if rule is None:  # checked once per (hook, on_step, on_epoch); raises where logging is not allowed
+            rule = _CHECKED[(fx, on_step, on_epoch)] = _check_fx(fx, name, on_step, on_epoch)
+        results = trainer._metrics.results
+        if results is None:
             rank_zero_warn(f"self.log({name!r}, ...) was called outside a Trainer loop; the value is ignored.")
             return
         if "/dataloader_idx_" in name:
             raise MisconfigurationException(f"self.log({name!r}): names may not contain '/dataloader_idx_', "
                                             "which ember adds itself.")
         if isinstance(value, torch.Tensor):
-            value = _to_tensor(name, value, None, enable_graph)
+            if value.dim() == 0 and value.dtype in _FLOATS and not enable_graph:  # the common case, inline
+                value = value.detach()
+            else:
+                value = _to_tensor(name, value, None, enable_graph)
         elif not _is_metric(value):
             value = _to_tensor(name, value, self.device, enable_graph)
         sync = None
         if sync_dist and trainer.world_size > 1:
             strategy = trainer.strategy
             sync = lambda t, op: strategy.reduce(t, group=sync_dist_group, reduce_op=op)  # noqa: E731
-        trainer._metrics.results.log(
-            self._current_fx_name, name, value, prog_bar=prog_bar, logger=True if logger is None else logger,
-            on_step=on_step, on_epoch=on_epoch, reduce_fx=reduce_fx, add_dataloader_idx=add_dataloader_idx,
-            batch_size=batch_size, sync=sync)
+        results.log(fx, name, value, prog_bar, True if logger is None else logger, rule[0], rule[1], reduce_fx,
+                    add_dataloader_idx, batch_size, sync)
 
     def log_dict(self, dictionary: Mapping[str, Any], prog_bar: bool = False, logger: bool | None = None,
                  on_step: bool | None = None, on_epoch: bool | None = None, reduce_fx: Any = "mean",

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from torch.optim import Optimizer
+from torch.optim.optimizer import _global_optimizer_pre_hooks
 
 from ember.utilities.exceptions import MisconfigurationException
 from ember.utilities.rank_zero import rank_zero_warn
@@ -130,12 +131,19 @@ def _do_nothing() -> None:
     return None
 
 
+def _runs_closure_first(optimizer: Any) -> bool:
+    """True for torch's own optimizers except LBFGS: their ``step`` calls the closure once, before anything else."""
+    cls = type(optimizer)
+    return cls.__module__.startswith("torch.optim.") and cls is not torch.optim.LBFGS
+
+
 class LightningOptimizer:
     """Wraps a torch optimizer so that ``step`` runs ember's hooks, precision and step counting."""
 
     def __init__(self, optimizer: Optimizer, trainer: Trainer) -> None:
         self._optimizer = optimizer
         self._trainer = trainer
+        self._closure_first = _runs_closure_first(optimizer)
 
     @property
     def optimizer(self) -> Optimizer:
@@ -151,13 +159,18 @@ class LightningOptimizer:
         """Run ``closure`` (if any), the before-step hooks, then the optimizer's step."""
         trainer = self._trainer
         precision = trainer.strategy.precision
-        if closure is None or not trainer.lightning_module.automatic_optimization:
+        if closure is None or not isinstance(closure, _TrainingClosure) and not trainer._module.automatic_optimization:
             closure = _ManualClosure(trainer, self._optimizer, closure or _do_nothing)
-        if precision.scaler is None:
-            out = self._optimizer.step(closure=closure, **kwargs)
-        else:
+        if precision.scaler is not None:
             out = precision.optimizer_step(self._optimizer, closure,
                                            lambda: trainer._after_closure(self._optimizer), **kwargs)
+        elif self._closure_first and not kwargs and torch.is_grad_enabled() and not (
+                self._optimizer._optimizer_step_pre_hooks or _global_optimizer_pre_hooks):
+            # What step(closure) would do, without its closure plumbing: same numbers, same hook order.
+            out = closure()
+            self._optimizer.step()
+        else:
+            out = self._optimizer.step(closure=closure, **kwargs)
         trainer._progress.global_step += 1
         return out
 
@@ -176,29 +189,42 @@ class _ManualClosure:
 
 
 class _TrainingClosure:
-    """What ``optimizer.step(closure)`` runs: training_step, zero_grad, backward, then the before-step hooks."""
+    """What ``optimizer.step(closure)`` runs: training_step, zero_grad, backward, then the before-step hooks.
 
-    def __init__(self, trainer: Trainer, optimizer: Optimizer, batch: Any, batch_idx: int, zero_grad: bool,
-                 steps: bool) -> None:
-        self.trainer, self.optimizer, self.batch, self.batch_idx = trainer, optimizer, batch, batch_idx
-        self.zero_grad = zero_grad
-        # With a GradScaler the precision runs the before-step hooks itself, after unscaling.
-        self.after = steps and trainer.strategy.precision.scaler is None
-        self.output: dict[str, Any] = {}
+    The loop makes one per epoch and sets ``batch``, ``batch_idx``, ``zero_grad`` and ``after`` before each step.
+    """
+
+    def __init__(self, trainer: Trainer, optimizer: Optimizer) -> None:
+        self.trainer, self.optimizer = trainer, optimizer
+        self.batch: Any = None
+        self.batch_idx = 0
+        self.zero_grad = True  # the step starts an accumulation window
+        self.after = True  # the step ends with an optimizer step: run the before-step hooks (the GradScaler
+        #                    path runs them itself, after unscaling)
+        self._result: tuple[Any, torch.Tensor | None] = (None, None)  # (training_step's output, the loss)
+
+    @property
+    def output(self) -> dict[str, Any]:
+        """The last step's outputs as ``on_train_batch_end`` receives them (made only when asked for)."""
+        output, loss = self._result
+        if loss is None:
+            return {}
+        return {"loss": loss.detach()} if isinstance(output, torch.Tensor) else {**output, "loss": loss.detach()}
 
     def __call__(self) -> torch.Tensor | None:
         trainer = self.trainer
-        module = trainer.lightning_module
-        module.__dict__["_current_fx_name"] = "training_step"
-        with trainer.strategy.precision.forward_context():
+        trainer._module.__dict__["_current_fx_name"] = "training_step"
+        if trainer._step_plan.plain_forward:
             output = trainer.strategy.training_step(self.batch, self.batch_idx)  # through DDP where there is one
-        loss = _closure_loss(output, trainer.accumulate_grad_batches)
-        if loss is None:
-            self.output = {}
-        elif isinstance(output, torch.Tensor):
-            self.output = {"loss": loss.detach()}
         else:
-            self.output = {**output, "loss": loss.detach()}
+            with trainer.strategy.precision.forward_context():
+                output = trainer.strategy.training_step(self.batch, self.batch_idx)
+        accumulate = trainer.accumulate_grad_batches
+        if isinstance(output, torch.Tensor):
+            loss = output if accumulate == 1 else output / accumulate
+        else:
+            loss = _closure_loss(output, accumulate)
+        self._result = (output, loss)
         if self.zero_grad:
             trainer._zero_grad(self.optimizer, self.batch_idx)
         if loss is not None:

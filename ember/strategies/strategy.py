@@ -14,23 +14,29 @@ if TYPE_CHECKING:
     from ember.module import LightningModule
 
 
-def _move_to_device(batch: Any, device: torch.device) -> Any:
+def _move_to_device(batch: Any, device: torch.device, non_blocking: bool = False) -> Any:
     """Move every tensor (or object with ``.to``) in a nested list/tuple/dict to ``device``.
 
     Containers whose tensors are already there come back as they are (no copy, no rebuild).
     """
     if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=device.type == "cuda")
+        return batch if batch.device == device else batch.to(device, non_blocking=non_blocking)
     if isinstance(batch, (list, tuple)):
-        moved = [_move_to_device(x, device) for x in batch]
-        for m, x in zip(moved, batch):
-            if m is not x:
-                break
-        else:
-            return batch  # nothing moved: no rebuild
+        moved = None  # a copy of the items, made at the first one that moves
+        for i, item in enumerate(batch):
+            if isinstance(item, torch.Tensor):  # the common case, without a recursive call
+                new = item if item.device == device else item.to(device, non_blocking=non_blocking)
+            else:
+                new = _move_to_device(item, device, non_blocking)
+            if new is not item:
+                if moved is None:
+                    moved = list(batch)
+                moved[i] = new
+        if moved is None:
+            return batch
         return type(batch)(*moved) if hasattr(batch, "_fields") else type(batch)(moved)
     if isinstance(batch, dict):
-        return type(batch)((k, _move_to_device(v, device)) for k, v in batch.items())
+        return type(batch)((k, _move_to_device(v, device, non_blocking)) for k, v in batch.items())
     if hasattr(batch, "to") and callable(batch.to):
         return batch.to(device)
     return batch
@@ -101,7 +107,8 @@ class Strategy:
         return dataloader
 
     def batch_to_device(self, batch: Any, device: torch.device | None = None) -> Any:
-        return _move_to_device(batch, device or self.root_device)
+        device = device or self.root_device
+        return _move_to_device(batch, device, non_blocking=device.type == "cuda")
 
     def no_backward_sync(self, module: Any) -> contextlib.AbstractContextManager:
         """Skip gradient synchronisation on a micro-batch that does not step (a no-op on one device)."""

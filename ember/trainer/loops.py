@@ -9,13 +9,14 @@ import math
 import random
 import signal
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
-from itertools import islice
+from dataclasses import asdict, dataclass, replace
+from itertools import chain, islice, repeat
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ember.metrics import _Results
+from ember.precision import Precision
 from ember.optimization import _scheduler_step, _TrainingClosure
 from ember.trainer.preemption import _Preempted, _save_preemption_checkpoint
 from ember.trainer.states import RunningStage
@@ -58,6 +59,42 @@ class _Progress:
             self.epoch, self.batch_idx, self.epoch_finished = self.epoch + 1, 0, False  # resume at the next epoch
 
 
+@dataclass(frozen=True)
+class _StepPlan:
+    """What a training step must call, worked out once per fit (see ``_plan_step``)."""
+
+    live: frozenset[str]  # per-batch hooks that a callback or the module implements
+    own_zero_grad: bool  # the module overrides optimizer_zero_grad (else: optimizer.zero_grad())
+    own_backward: bool  # the module overrides backward (else: loss.backward())
+    own_step: bool  # the module overrides optimizer_step (else: optimizer.step(closure))
+    scaled: bool  # the precision changes the loss before backward (GradScaler)
+    plain_forward: bool  # training_step needs no precision context
+    clipping_hook: bool  # the module overrides configure_gradient_clipping
+    automatic: bool  # automatic optimization
+
+
+_STEP_HOOKS = ("on_train_batch_start", "on_train_batch_end", "on_before_zero_grad", "on_before_backward",
+               "on_after_backward", "on_before_optimizer_step")
+# every hook and every override called, as when a profiler watches
+_FULL_STEP_PLAN = _StepPlan(frozenset(_STEP_HOOKS), True, True, True, True, False, True, True)
+
+
+def _plan_step(trainer: Trainer) -> _StepPlan:
+    """Skip, for this fit, the per-step hooks that nobody implements and the defaults that only call torch."""
+    module, precision = trainer.lightning_module, trainer.strategy.precision
+    runs = lambda name: trainer._hooks_for(name)[2] == "user"  # noqa: E731
+    clipping_hook, automatic = runs("configure_gradient_clipping"), module.automatic_optimization
+    if "_profiler_markers" in trainer.__dict__:  # a profiler times each hook and default: call them all
+        return replace(_FULL_STEP_PLAN, clipping_hook=clipping_hook, automatic=automatic)
+    return _StepPlan(
+        live=frozenset(name for name in _STEP_HOOKS if any(trainer._hooks_for(name))),
+        own_zero_grad=runs("optimizer_zero_grad"), own_backward=runs("backward"), own_step=runs("optimizer_step"),
+        scaled=precision.scaler is not None,
+        plain_forward=type(precision).forward_context is Precision.forward_context and
+        precision.dtype == torch.float32,
+        clipping_hook=clipping_hook, automatic=automatic)
+
+
 # -- data helpers ---------------------------------------------------------------------------------
 def _length(loader: Any) -> float:
     try:
@@ -90,12 +127,14 @@ def _set_sampler_epoch(loader: Any, epoch: int) -> None:
 
 
 def _with_last(iterator: Iterator[Any], limit: float) -> Iterator[tuple[Any, bool]]:
-    """Yield (batch, is_last); fetches one batch ahead only when the length is unknown."""
-    if not math.isinf(limit):
+    """(batch, is_last) pairs; fetches one batch ahead only when the length is unknown."""
+    if not math.isinf(limit):  # built from C iterators only: no Python frame per batch
         n = int(limit)
-        for i, batch in enumerate(islice(iterator, n)):
-            yield batch, i == n - 1
-        return
+        return zip(islice(iterator, n), chain(repeat(False, n - 1), (True,)))
+    return _with_last_unsized(iterator)
+
+
+def _with_last_unsized(iterator: Iterator[Any]) -> Iterator[tuple[Any, bool]]:
     try:
         batch = next(iterator)
     except StopIteration:
@@ -121,6 +160,7 @@ def _fit_loop(trainer: Trainer, resume: dict[str, Any] | None = None) -> None:
         trainer._epoch_rng = {"iter": _rng_state(trainer.train_dataloader)}
         iterator = iter(trainer.train_dataloader)
     trainer._validation_on = trainer._val_enabled  # fixed for the run; the loop reads it every batch
+    trainer._step_plan = _plan_step(trainer)
     if trainer._validation_on:
         trainer._setup_eval_data("val")
     trainer._train_results = _Results(training=True)
@@ -227,31 +267,34 @@ def _train_epoch(trainer: Trainer, iterator: Iterator[Any] | None) -> None:
         iterator = iter(loader)
     if p.batch_idx == 0:
         trainer._epoch_rng["first_batch"] = _rng_state(loader)  # a sampler draws its shuffle seed at first next()
-    automatic = module.automatic_optimization
+    plan = trainer._step_plan
+    automatic, live = plan.automatic, plan.live
     optimizer = trainer._lightning_optimizers[0] if automatic and trainer._lightning_optimizers else None
-    raw_optimizer = optimizer.optimizer if optimizer is not None else None
+    closure = _TrainingClosure(trainer, optimizer.optimizer if optimizer is not None else None)
+    results = trainer._train_results
     for batch, is_last in _with_last(iterator, num_batches - p.batch_idx):
         batch_idx, trainer._is_last_batch = p.batch_idx, is_last
         batch = trainer._to_device(batch, 0)
-        trainer._train_results.new_batch(batch)
+        results.new_batch(batch)
         ready = batch_idx + 1
         steps = not automatic or ready % accumulate == 0 or is_last
-        if trainer._hook("on_train_batch_start", batch, batch_idx) == -1:
+        if "on_train_batch_start" in live and trainer._hook("on_train_batch_start", batch, batch_idx) == -1:
             p.epoch_finished = True
             _step_schedulers(trainer, "step", steps, batch_idx, last=True)
             break
         if automatic:
-            closure = _TrainingClosure(trainer, raw_optimizer, batch, batch_idx,
-                                       zero_grad=batch_idx % accumulate == 0, steps=steps)
+            closure.batch, closure.batch_idx = batch, batch_idx
+            closure.zero_grad, closure.after = batch_idx % accumulate == 0, steps and not plan.scaled
             if not steps:
                 with trainer.strategy.no_backward_sync(module):
                     closure()
-            elif optimizer is not None:
+            elif plan.own_step:
                 module.__dict__["_current_fx_name"] = "optimizer_step"
                 module.optimizer_step(p.epoch, batch_idx, optimizer, closure)
+            elif optimizer is not None:
+                optimizer.step(closure=closure)  # what LightningModule.optimizer_step does
             else:
                 closure()
-            outputs = closure.output
         else:
             module.__dict__["_current_fx_name"] = "training_step"
             with trainer.strategy.precision.forward_context():
@@ -261,7 +304,8 @@ def _train_epoch(trainer: Trainer, iterator: Iterator[Any] | None) -> None:
         p.stepped, p.phase = steps, "batch_end"
         if trainer.lr_scheduler_configs:
             _step_schedulers(trainer, "step", steps, batch_idx, last=is_last)
-        trainer._hook("on_train_batch_end", outputs, batch, batch_idx)
+        if "on_train_batch_end" in live:
+            trainer._hook("on_train_batch_end", closure.output if automatic else outputs, batch, batch_idx)
         if _finish_batch(trainer, batch_idx, is_last, steps):
             break
     _end_train_epoch(trainer)
@@ -274,7 +318,7 @@ def _finish_batch(trainer: Trainer, batch_idx: int, is_last: bool, stepped: bool
     """What follows ``on_train_batch_end``: logging, validation when due, plateau schedulers. True to stop."""
     p = trainer._progress
     if p.phase == "batch_end":
-        if stepped:
+        if stepped and trainer.loggers:
             trainer._log_step_metrics()
         if _should_validate(trainer, batch_idx, is_last):
             trainer._metrics.collect(on_step=True)  # validation-time callbacks see this step's values
@@ -288,7 +332,7 @@ def _finish_batch(trainer: Trainer, batch_idx: int, is_last: bool, stepped: bool
             _step_schedulers(trainer, "step", True, batch_idx, plateau=True)
         p.batches_that_stepped += 1
     signum = trainer._signals.received
-    if trainer.world_size > 1:  # every rank must stop at the same batch, or their collectives would mismatch
+    if trainer.strategy.world_size > 1:  # every rank must stop at the same batch, or their collectives would mismatch
         # agreeing costs a collective, so ranks compare notes every few batches (preemption grace periods are
         # seconds long, batches usually much shorter)
         agreed = p.total_batch_idx % _SIGNAL_CHECK_EVERY == 0 and \

@@ -22,7 +22,7 @@ from ember.metrics import _MetricStore, _Results
 from ember.module import LightningModule
 from ember.optimization import LightningOptimizer, LRSchedulerConfig, _clip_gradients, _init_optimizers
 from ember.profilers import Profiler, _attach as _attach_profiler, _detach as _detach_profiler, _select_profiler
-from ember.strategies.strategy import SingleDeviceStrategy, Strategy
+from ember.strategies.strategy import SingleDeviceStrategy, Strategy, _move_to_device
 from ember.trainer import loops
 from ember.trainer.preemption import _hpc_checkpoints, _Preempted, _SignalHandlers
 from ember.trainer.states import RunningStage, TrainerFn, TrainerState, TrainerStatus
@@ -245,6 +245,7 @@ class Trainer:
         self.val_check_batch: float = math.inf
         self.ckpt_path: str | None = None
         self._hook_cache: dict[str, tuple[list[Any], list[Any], bool]] = {}
+        self._step_plan = loops._FULL_STEP_PLAN
         self._is_last_batch = False
         self._eval_log_steps: dict[str, list[int]] = {}  # the step loggers see for evaluation step metrics
         self._epoch_rng: dict[str, Any] = {}
@@ -409,8 +410,10 @@ class Trainer:
     # ---------------------------------------------------------------------------------------------
     def _to_device(self, batch: Any, dataloader_idx: int) -> Any:
         """convert_input, then on_before_batch_transfer, transfer_batch_to_device, on_after_batch_transfer."""
+        before, transfer, after, direct = self._transfer_plan or self._plan_transfer()
+        if direct is not None:  # no hook, no dtype conversion: only the move
+            return _move_to_device(batch, *direct)
         batch = self.strategy.precision.convert_input(batch)
-        before, transfer, after = self._transfer_plan or self._plan_transfer()
         if before:
             batch = self._module_hook("on_before_batch_transfer", batch, dataloader_idx)
         if transfer:
@@ -421,27 +424,50 @@ class Trainer:
             batch = self._module_hook("on_after_batch_transfer", batch, dataloader_idx)
         return batch
 
-    def _plan_transfer(self) -> tuple[bool, bool, bool]:
-        """Which batch-transfer hooks the module overrides (worked out once per run)."""
-        self._transfer_plan = (bool(self._hooks_for("on_before_batch_transfer")[2]),
-                               self._hooks_for("transfer_batch_to_device")[2] == "user",
-                               bool(self._hooks_for("on_after_batch_transfer")[2]))
+    def _plan_transfer(self) -> tuple[bool, bool, bool, tuple[torch.device, bool] | None]:
+        """Which batch-transfer hooks the module overrides, worked out once per run; the last item is
+        ``(device, non_blocking)`` when moving the batch is all there is to do."""
+        before = bool(self._hooks_for("on_before_batch_transfer")[2])
+        transfer = self._hooks_for("transfer_batch_to_device")[2] == "user"
+        after = bool(self._hooks_for("on_after_batch_transfer")[2])
+        strategy = self.strategy
+        direct = None
+        if not (before or transfer or after) and strategy.precision.dtype == torch.float32 and \
+                type(strategy).batch_to_device is Strategy.batch_to_device:
+            device = strategy.root_device
+            direct = (device, device.type == "cuda")
+        self._transfer_plan = (before, transfer, after, direct)
         return self._transfer_plan
 
+    # These run on every training step: ``_step_plan`` (worked out once per fit) lets them skip hooks that
+    # nobody implements and call torch directly where the module keeps LightningModule's default.
     def _zero_grad(self, optimizer: torch.optim.Optimizer, batch_idx: int) -> None:
-        self._hook("on_before_zero_grad", optimizer)
-        self._module_hook("optimizer_zero_grad", self._progress.epoch, batch_idx, optimizer)
+        plan = self._step_plan
+        if "on_before_zero_grad" in plan.live:
+            self._hook("on_before_zero_grad", optimizer)
+        if plan.own_zero_grad:
+            self._module_hook("optimizer_zero_grad", self._progress.epoch, batch_idx, optimizer)
+        else:
+            optimizer.zero_grad()
 
     def _backward(self, loss: torch.Tensor, optimizer: Any, *args: Any, **kwargs: Any) -> None:
-        loss = self.strategy.precision.pre_backward(loss)
-        self._hook("on_before_backward", loss)
-        self._module_hook("backward", loss, *args, **kwargs)
-        self._hook("on_after_backward")
+        plan = self._step_plan
+        if plan.scaled:
+            loss = self.strategy.precision.pre_backward(loss)
+        if "on_before_backward" in plan.live:
+            self._hook("on_before_backward", loss)
+        if plan.own_backward:
+            self._module_hook("backward", loss, *args, **kwargs)
+        else:
+            loss.backward(*args, **kwargs)
+        if "on_after_backward" in plan.live:
+            self._hook("on_after_backward")
 
     def _after_closure(self, optimizer: torch.optim.Optimizer) -> None:
-        self._hook("on_before_optimizer_step", optimizer)
-        clipping = self.gradient_clip_val or self._hooks_for("configure_gradient_clipping")[2] == "user"
-        if clipping and self._module.automatic_optimization:
+        plan = self._step_plan
+        if "on_before_optimizer_step" in plan.live:
+            self._hook("on_before_optimizer_step", optimizer)
+        if (self.gradient_clip_val or plan.clipping_hook) and plan.automatic:
             self._module_hook("configure_gradient_clipping", optimizer, gradient_clip_val=self.gradient_clip_val,
                               gradient_clip_algorithm=self.gradient_clip_algorithm)
 
@@ -725,7 +751,8 @@ class Trainer:
         self._sources = {k: v for k, v in sources.items() if v is not None}
         self._loaders = {}
         self._hook_cache = {}
-        self._transfer_plan: tuple[bool, bool, bool] | None = None
+        self._transfer_plan: tuple[bool, bool, bool, Any] | None = None
+        self._step_plan = loops._FULL_STEP_PLAN  # _fit_loop works out the real one
         self.should_stop = False
         if fn == TrainerFn.FITTING:
             self._progress = loops._Progress()
