@@ -225,6 +225,12 @@ class _TrainingClosure:
         else:
             loss = _closure_loss(output, accumulate)
         self._result = (output, loss)
+        if trainer._step_plan.plain_backward and not trainer.gradient_clip_val:  # no hook to call: torch only
+            if self.zero_grad:
+                self.optimizer.zero_grad()
+            if loss is not None:
+                loss.backward()
+            return loss
         if self.zero_grad:
             trainer._zero_grad(self.optimizer, self.batch_idx)
         if loss is not None:

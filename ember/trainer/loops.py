@@ -71,6 +71,8 @@ class _StepPlan:
     plain_forward: bool  # training_step needs no precision context
     clipping_hook: bool  # the module overrides configure_gradient_clipping
     automatic: bool  # automatic optimization
+    plain_backward: bool = False  # zero_grad and backward are torch's own calls, with no hook around them
+
 
 
 _STEP_HOOKS = ("on_train_batch_start", "on_train_batch_end", "on_before_zero_grad", "on_before_backward",
@@ -86,13 +88,16 @@ def _plan_step(trainer: Trainer) -> _StepPlan:
     clipping_hook, automatic = runs("configure_gradient_clipping"), module.automatic_optimization
     if "_profiler_markers" in trainer.__dict__:  # a profiler times each hook and default: call them all
         return replace(_FULL_STEP_PLAN, clipping_hook=clipping_hook, automatic=automatic)
-    return _StepPlan(
+    plan = _StepPlan(
         live=frozenset(name for name in _STEP_HOOKS if any(trainer._hooks_for(name))),
         own_zero_grad=runs("optimizer_zero_grad"), own_backward=runs("backward"), own_step=runs("optimizer_step"),
         scaled=precision.scaler is not None,
         plain_forward=type(precision).forward_context is Precision.forward_context and
         precision.dtype == torch.float32,
         clipping_hook=clipping_hook, automatic=automatic)
+    plain = not (plan.own_zero_grad or plan.own_backward or plan.scaled or clipping_hook or plan.live & {
+        "on_before_zero_grad", "on_before_backward", "on_after_backward", "on_before_optimizer_step"})
+    return replace(plan, plain_backward=plain)
 
 
 # -- data helpers ---------------------------------------------------------------------------------
@@ -478,6 +483,10 @@ def _evaluation_loop(trainer: Trainer, stage: RunningStage, loaders: list[Any], 
     modes = _capture_modes(module)
     trainer._module_hook(f"on_{kind}_model_eval")
     outputs: list[dict[str, Any]] = []
+    batch_start, batch_end, step_name = f"on_{kind}_batch_start", f"on_{kind}_batch_end", f"{kind}_step"
+    starts, ends = any(trainer._hooks_for(batch_start)), any(trainer._hooks_for(batch_end))
+    plain_forward = trainer._step_plan.plain_forward  # in fit; outside it, the context is always entered
+    loggers = bool(trainer.loggers) and not sanity
     with trainer._eval_context():
         trainer._hook(f"on_{kind}_start")
         trainer._hook(f"on_{kind}_epoch_start")
@@ -491,15 +500,21 @@ def _evaluation_loop(trainer: Trainer, stage: RunningStage, loaders: list[Any], 
                 batch = trainer._to_device(batch, dl_idx)
                 results.new_batch(batch, dl_idx if multi else None)
                 args = (batch, batch_idx, dl_idx) if multi else (batch, batch_idx)
-                trainer._hook(f"on_{kind}_batch_start", *args)
-                module.__dict__["_current_fx_name"] = f"{kind}_step"
-                with trainer.strategy.precision.forward_context():
+                if starts:
+                    trainer._hook(batch_start, *args)
+                module.__dict__["_current_fx_name"] = step_name
+                if plain_forward:
                     out = step(*args)
-                trainer._hook(f"on_{kind}_batch_end", out, *args)
-                trainer._metrics.collect(on_step=True)
-                if not sanity:
+                else:
+                    with trainer.strategy.precision.forward_context():
+                        out = step(*args)
+                if ends:
+                    trainer._hook(batch_end, out, *args)
+                if loggers:  # (the metric dicts themselves are folded in when read, and below)
                     trainer._log_metrics(trainer._metrics.collect(on_step=True), step=seen[dl_idx])
+                if not sanity:
                     seen[dl_idx] += 1
+            trainer._metrics.collect(on_step=True)  # the last batch's step values stay in logged_metrics
             trainer._metrics.on_step = False
             outputs.append({} if sanity else trainer._metrics.collect(on_step=False))
             trainer._metrics.on_step = True
