@@ -224,8 +224,8 @@ def _resume_state(trainer: Trainer) -> dict[str, Any]:
     state: dict[str, Any] = {
         "progress": p.state_dict(),
         # per rank: each process draws its own dropout masks (and accumulates its own micro-batch gradients)
-        "rng": strategy.all_gather_object(_rng_state(trainer.train_dataloader)),
-        "epoch_rng": trainer._epoch_rng,
+        "rng": [_compact(s) for s in strategy.all_gather_object(_rng_state(trainer.train_dataloader))],
+        "epoch_rng": {k: _compact(s) for k, s in trainer._epoch_rng.items()},
         "results": trainer._train_results.state_dict(),
         "callback_metrics": {k: v.detach().cpu() for k, v in trainer._metrics.callback.items()
                              if isinstance(v, torch.Tensor)},
@@ -445,8 +445,17 @@ def _rng_state(loader: Any = None) -> dict[str, Any]:
     return state
 
 
+def _compact(state: dict[str, Any]) -> dict[str, Any]:
+    """``state`` with Python's 625-int tuple as one tensor: a checkpoint pickles one object instead of 625."""
+    version, internal, gauss = state["python"]
+    if isinstance(internal, tuple):
+        state = {**state, "python": (version, torch.tensor(internal, dtype=torch.int64), gauss)}
+    return state
+
+
 def _set_rng_state(state: dict[str, Any], loader: Any = None) -> None:
-    random.setstate(state["python"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal.tolist()) if isinstance(internal, torch.Tensor) else internal, gauss))
     torch.set_rng_state(state["torch"])
     if "numpy" in state:
         import numpy as np
