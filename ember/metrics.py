@@ -110,8 +110,8 @@ class _Results:
     def __init__(self, training: bool = False) -> None:
         self.training = training
         self.entries: dict[str, _Entry] = {}
-        self.batch: Any = None
-        self._batch_size: int | None = None
+        self.batch: Any = None  # the running batch (the loops set it): logged means are weighted by its size
+        self._sized: tuple[Any, int] = (None, 1)  # (a batch, its size), worked out when a mean first needs it
         self.dataloader_idx: int | None = None
         self.dataloader_keys: dict[int | None, set[str]] = {}
 
@@ -130,12 +130,14 @@ class _Results:
             self.dataloader_keys.setdefault(None, set()).add(key)
 
     def new_batch(self, batch: Any, dataloader_idx: int | None = None) -> None:
-        self.batch, self._batch_size, self.dataloader_idx = batch, None, dataloader_idx
+        self.batch, self.dataloader_idx = batch, dataloader_idx
 
     def _current_batch_size(self) -> int:
-        if self._batch_size is None:
-            self._batch_size = _extract_batch_size(self.batch) or 1
-        return self._batch_size
+        batch, size = self._sized
+        if batch is not self.batch:
+            size = _extract_batch_size(self.batch) or 1
+            self._sized = (self.batch, size)
+        return size
 
     def log(self, fx: str, name: str, value: Any, prog_bar: bool, logger: bool, on_step: bool, on_epoch: bool,
             reduce_fx: Any, add_dataloader_idx: bool, batch_size: int | None,

@@ -159,7 +159,8 @@ class LightningOptimizer:
         """Run ``closure`` (if any), the before-step hooks, then the optimizer's step."""
         trainer = self._trainer
         precision = trainer.strategy.precision
-        if closure is None or not isinstance(closure, _TrainingClosure) and not trainer._module.automatic_optimization:
+        manual = not isinstance(closure, _TrainingClosure) and not trainer._module.automatic_optimization
+        if closure is None or manual:
             closure = _ManualClosure(trainer, self._optimizer, closure or _do_nothing)
         if precision.scaler is not None:
             out = precision.optimizer_step(self._optimizer, closure,

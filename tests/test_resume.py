@@ -29,6 +29,10 @@ class _Net(pl.LightningModule):
         x, y = batch
         self.log("val_loss", F.cross_entropy(self.net(x), y))
 
+    def on_train_start(self):
+        # draws from the RNG the shuffle uses, between creating the first epoch's iterator and its first batch
+        torch.rand(3)
+
     def configure_optimizers(self):
         opt = torch.optim.SGD(self.parameters(), lr=0.2, momentum=0.9)
         step = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.8)

@@ -21,9 +21,8 @@ from tests.helpers import BoringModel, make_trainer
 
 _EMBER_DIR = os.path.dirname(os.path.abspath(ember.__file__)) + os.sep
 # What a plain automatic-optimization step costs in ember-owned Python calls: moving the batch (2),
-# self.log (3), the closure, LightningOptimizer.step, _finish_batch and _should_validate (4), recording
-# the batch for the logged values' batch size (1).
-MAX_EMBER_CALLS_PER_STEP = 10
+# self.log (3), the closure, LightningOptimizer.step, _finish_batch and _should_validate (4).
+MAX_EMBER_CALLS_PER_STEP = 9
 
 
 class _CountedSteps(BoringModel):

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ember.metrics import _Results
-from ember.precision import Precision
 from ember.optimization import _scheduler_step, _TrainingClosure
+from ember.precision import Precision
 from ember.trainer.preemption import _Preempted, _save_preemption_checkpoint
 from ember.trainer.states import RunningStage
 from ember.utilities.rank_zero import rank_zero_info
@@ -74,11 +74,11 @@ class _StepPlan:
     plain_backward: bool = False  # zero_grad and backward are torch's own calls, with no hook around them
 
 
-
 _STEP_HOOKS = ("on_train_batch_start", "on_train_batch_end", "on_before_zero_grad", "on_before_backward",
                "on_after_backward", "on_before_optimizer_step")
 # every hook and every override called, as when a profiler watches
-_FULL_STEP_PLAN = _StepPlan(frozenset(_STEP_HOOKS), True, True, True, True, False, True, True)
+_FULL_STEP_PLAN = _StepPlan(live=frozenset(_STEP_HOOKS), own_zero_grad=True, own_backward=True, own_step=True,
+                            scaled=True, plain_forward=False, clipping_hook=True, automatic=True)
 
 
 def _plan_step(trainer: Trainer) -> _StepPlan:
@@ -195,7 +195,8 @@ def _resume(trainer: Trainer, state: dict[str, Any]) -> Iterator[Any] | None:
         data_rng = state["epoch_rng"]
         _set_rng_state(data_rng["iter"], trainer.train_dataloader)
         iterator = iter(trainer.train_dataloader)
-        _set_rng_state(data_rng["first_batch"], trainer.train_dataloader)
+        if "first_batch" in data_rng:
+            _set_rng_state(data_rng["first_batch"], trainer.train_dataloader)
         for _ in range(p.batch_idx):  # eagerly, so that the sampler draws its seed from this state
             next(iterator)
         trainer._epoch_rng = data_rng
@@ -270,8 +271,9 @@ def _train_epoch(trainer: Trainer, iterator: Iterator[Any] | None) -> None:
     if iterator is None:
         trainer._epoch_rng = {"iter": _rng_state(loader)}
         iterator = iter(loader)
-    if p.batch_idx == 0:
-        trainer._epoch_rng["first_batch"] = _rng_state(loader)  # a sampler draws its shuffle seed at first next()
+    elif p.batch_idx == 0:  # hooks (on_train_start) ran since iter(): the first next(), where a sampler draws its
+        #                   shuffle seed, starts from another state, which resuming must put back
+        trainer._epoch_rng["first_batch"] = _rng_state(loader)
     plan = trainer._step_plan
     automatic, live = plan.automatic, plan.live
     optimizer = trainer._lightning_optimizers[0] if automatic and trainer._lightning_optimizers else None
@@ -280,7 +282,7 @@ def _train_epoch(trainer: Trainer, iterator: Iterator[Any] | None) -> None:
     for batch, is_last in _with_last(iterator, num_batches - p.batch_idx):
         batch_idx, trainer._is_last_batch = p.batch_idx, is_last
         batch = trainer._to_device(batch, 0)
-        results.new_batch(batch)
+        results.batch = batch
         ready = batch_idx + 1
         steps = not automatic or ready % accumulate == 0 or is_last
         if "on_train_batch_start" in live and trainer._hook("on_train_batch_start", batch, batch_idx) == -1:
@@ -293,13 +295,13 @@ def _train_epoch(trainer: Trainer, iterator: Iterator[Any] | None) -> None:
             if not steps:
                 with trainer.strategy.no_backward_sync(module):
                     closure()
+            elif optimizer is None:
+                closure()
             elif plan.own_step:
                 module.__dict__["_current_fx_name"] = "optimizer_step"
                 module.optimizer_step(p.epoch, batch_idx, optimizer, closure)
-            elif optimizer is not None:
-                optimizer.step(closure=closure)  # what LightningModule.optimizer_step does
             else:
-                closure()
+                optimizer.step(closure=closure)  # what LightningModule.optimizer_step does
         else:
             module.__dict__["_current_fx_name"] = "training_step"
             with trainer.strategy.precision.forward_context():
