@@ -115,3 +115,21 @@ def test_lbfgs_still_gets_its_closure(tmp_path: Any) -> None:
     make_trainer(tmp_path, max_epochs=1, limit_val_batches=0).fit(model)
     assert model.closures == [True] * 4
     assert model.order.count("training_step") > 4  # LBFGS re-evaluated the closure
+
+
+def test_clipping_switched_on_mid_fit_still_applies_on_the_plain_path(tmp_path: Any) -> None:
+    class ClipLater(Callback):
+        def __init__(self) -> None:
+            self.weights: list[torch.Tensor] = []
+
+        def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+            if trainer.current_epoch == 1:
+                trainer.gradient_clip_val = 1e-6
+
+        def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+            self.weights.append(torch.cat([p.detach().flatten().clone() for p in pl_module.parameters()]))
+
+    clip = ClipLater()
+    make_trainer(tmp_path, max_epochs=2, limit_val_batches=0, callbacks=[clip]).fit(BoringModel(lr=0.1))
+    first, second = clip.weights
+    assert (second - first).norm() <= 4 * 0.1 * 1e-6 * 1.01  # 4 steps of SGD on gradients clipped to norm 1e-6
