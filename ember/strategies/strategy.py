@@ -106,9 +106,13 @@ class Strategy:
         """The dataloader this process iterates (a distributed strategy gives each rank its share)."""
         return dataloader
 
-    def batch_to_device(self, batch: Any, device: torch.device | None = None) -> Any:
+    def _move_target(self, device: torch.device | None = None) -> tuple[torch.device, bool]:
+        """(device, non_blocking) for moving batches: copies to a CUDA device need not wait for the host."""
         device = device or self.root_device
-        return _move_to_device(batch, device, non_blocking=device.type == "cuda")
+        return device, device.type == "cuda"
+
+    def batch_to_device(self, batch: Any, device: torch.device | None = None) -> Any:
+        return _move_to_device(batch, *self._move_target(device))
 
     def no_backward_sync(self, module: Any) -> contextlib.AbstractContextManager:
         """Skip gradient synchronisation on a micro-batch that does not step (a no-op on one device)."""

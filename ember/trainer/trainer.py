@@ -434,8 +434,7 @@ class Trainer:
         direct = None
         if not (before or transfer or after) and strategy.precision.dtype == torch.float32 and \
                 type(strategy).batch_to_device is Strategy.batch_to_device:
-            device = strategy.root_device
-            direct = (device, device.type == "cuda")
+            direct = strategy._move_target()
         self._transfer_plan = (before, transfer, after, direct)
         return self._transfer_plan
 

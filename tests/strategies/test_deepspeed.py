@@ -4,7 +4,6 @@ checkpoint folders, and those folders converted to one float32 state_dict."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,23 +21,15 @@ from ember.utilities.exceptions import MisconfigurationException
 sys.path.insert(0, str(Path(__file__).parent / "scripts"))
 from ddp_run import GLOBAL_BATCH
 from fsdp_run import MLP
-from test_ddp import assert_weights, env
-from test_fsdp import reference
+from test_ddp import assert_weights
+from test_fsdp import reference, run_ranks
 
 SCRIPT = Path(__file__).parent / "scripts" / "deepspeed_run.py"
 
 
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory: Any) -> list[dict[str, Any]]:
-    out = tmp_path_factory.mktemp("deepspeed")
-    with open(out / "output.txt", "w") as log:
-        proc = subprocess.run([sys.executable, str(SCRIPT), str(out)], check=False, env=env(), cwd=out, stdout=log,
-                              stderr=subprocess.STDOUT, timeout=300)
-    assert proc.returncode == 0, (out / "output.txt").read_text()[-6000:]
-    found = [torch.load(out / f"proc-{rank}.pt", weights_only=False) for rank in (0, 1)]
-    for r in found:
-        r["out"] = out
-    return found
+    return run_ranks(SCRIPT, tmp_path_factory.mktemp("deepspeed"), timeout=300)
 
 
 @pytest.mark.parametrize("stage", [2, 3])

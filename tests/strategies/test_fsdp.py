@@ -36,17 +36,21 @@ def reference(epochs: int, batch: int = GLOBAL_BATCH) -> dict[str, torch.Tensor]
     return model.state_dict()
 
 
-@pytest.fixture(scope="module")
-def ranks(tmp_path_factory: Any) -> list[dict[str, Any]]:
-    out = tmp_path_factory.mktemp("fsdp")
+def run_ranks(script: Path, out: Path, timeout: float) -> list[dict[str, Any]]:
+    """Run a two-rank test script writing ``out/proc-<rank>.pt``; each rank's dict, with ``"out"`` added."""
     with open(out / "output.txt", "w") as log:
-        proc = subprocess.run([sys.executable, str(SCRIPT), str(out)], check=False, env=env(), cwd=out, stdout=log,
-                              stderr=subprocess.STDOUT, timeout=180)
+        proc = subprocess.run([sys.executable, str(script), str(out)], check=False, env=env(), cwd=out, stdout=log,
+                              stderr=subprocess.STDOUT, timeout=timeout)
     assert proc.returncode == 0, (out / "output.txt").read_text()[-6000:]
     found = [torch.load(out / f"proc-{rank}.pt", weights_only=False) for rank in (0, 1)]
     for r in found:
         r["out"] = out
     return found
+
+
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory: Any) -> list[dict[str, Any]]:
+    return run_ranks(SCRIPT, tmp_path_factory.mktemp("fsdp"), timeout=180)
 
 
 def test_fsdp_matches_one_process(ranks: list[dict[str, Any]]) -> None:

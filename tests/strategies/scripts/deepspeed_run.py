@@ -13,30 +13,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the repository root: import ember
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ddp_run import GLOBAL_BATCH, N_TRAIN, data
-from fsdp_run import MLP
+from fsdp_run import fit
 
-import ember as pl
 from ember.callbacks import ModelCheckpoint
 from ember.strategies import DeepSpeedStrategy
 
 
 def weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone().float() for k, v in model.state_dict().items()}
-
-
-def fit(out: Path, epochs: int, strategy: Any, ckpt_path: Any = None, callbacks: Any = (), **kwargs: Any) -> Any:
-    model = MLP()
-    t = pl.Trainer(accelerator="cpu", devices=2, strategy=strategy, max_epochs=epochs, logger=False,
-                   enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                   enable_checkpointing=bool(callbacks), callbacks=list(callbacks), default_root_dir=str(out), **kwargs)
-    t.fit(model, DataLoader(data(N_TRAIN, 1), batch_size=GLOBAL_BATCH // 2), ckpt_path=ckpt_path)
-    return t, model
 
 
 def main() -> None:
