@@ -109,23 +109,24 @@ class _Results:
 
     def __init__(self, training: bool = False) -> None:
         self.training = training
-        self.entries: dict[str, _Entry] = {}
+        self.entries: dict[tuple[str, str], _Entry] = {}  # by (hook, name)
         self.batch: Any = None  # the running batch (the loops set it): logged means are weighted by its size
         self._sized: tuple[Any, int] = (None, 1)  # (a batch, its size), worked out when a mean first needs it
         self.dataloader_idx: int | None = None
-        self.dataloader_keys: dict[int | None, set[str]] = {}
+        self.dataloader_keys: dict[int | None, set[tuple[str, str]]] = {}
 
     def state_dict(self) -> dict[str, Any]:
         """The running reductions (torchmetrics objects excluded: their state lives in the module)."""
-        return {key: {"name": e.name, "on_step": e.on_step, "on_epoch": e.on_epoch, "reduce": e.reduce,
+        return {f"{fx}.{name}": {"name": e.name, "on_step": e.on_step, "on_epoch": e.on_epoch, "reduce": e.reduce,
                       "prog_bar": e.prog_bar, "logger": e.logger, "total": e.total, "weight": e.weight,
                       "step_value": e.step_value}
-                for key, e in self.entries.items() if e.metric is None and e.sync is None}
+                for (fx, name), e in self.entries.items() if e.metric is None and e.sync is None}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for key, s in state.items():
             entry = _Entry(s["name"], s["on_step"], s["on_epoch"], s["reduce"], s["prog_bar"], s["logger"], None)
             entry.total, entry.weight, entry.step_value = s["total"], s["weight"], s["step_value"]
+            key = tuple(key.split(".", 1))  # "hook.name": hook names have no dot
             self.entries[key] = entry
             self.dataloader_keys.setdefault(None, set()).add(key)
 
@@ -142,26 +143,36 @@ class _Results:
     def log(self, fx: str, name: str, value: Any, prog_bar: bool, logger: bool, on_step: bool, on_epoch: bool,
             reduce_fx: Any, add_dataloader_idx: bool, batch_size: int | None,
             sync: Callable[[torch.Tensor, str], torch.Tensor] | None) -> None:
-        if add_dataloader_idx and self.dataloader_idx is not None:
-            name = f"{name}/dataloader_idx_{self.dataloader_idx}"
-        key = fx + "." + name
+        key = (fx, name) if self.dataloader_idx is None or not add_dataloader_idx else \
+            (fx, f"{name}/dataloader_idx_{self.dataloader_idx}")
         entry = self.entries.get(key)
         if entry is None:
-            reduce = _REDUCE_FX.get(reduce_fx)
-            if reduce is None:
-                raise MisconfigurationException(
-                    f"self.log({name!r}, ..., reduce_fx={reduce_fx!r}) is not supported; use 'mean', 'max', "
-                    "'min' or 'sum' (or log a torchmetrics Metric for other reductions).")
-            entry = self.entries[key] = _Entry(name, on_step, on_epoch, reduce, prog_bar, logger, sync)
-            self.dataloader_keys.setdefault(self.dataloader_idx, set()).add(key)
+            entry = self._add(key, name, prog_bar, logger, on_step, on_epoch, reduce_fx, sync)
         if not isinstance(value, torch.Tensor):  # a torchmetrics Metric
             entry.metric = value
             entry.step_value = value._forward_cache
             entry.computed = None
-            return
-        if entry.on_epoch and entry.reduce == "mean" and batch_size is None:
-            batch_size = self._current_batch_size()
-        entry.update(value, batch_size or 1)
+        elif entry.on_epoch or entry.sync is not None:
+            if entry.on_epoch and entry.reduce == "mean" and batch_size is None:
+                batch_size = self._current_batch_size()
+            entry.update(value, batch_size or 1)
+        else:  # a step value in one process: nothing to reduce
+            entry.step_value = value
+
+    def _add(self, key: tuple[str, str], name: str, prog_bar: bool, logger: bool, on_step: bool, on_epoch: bool,
+             reduce_fx: Any, sync: Callable[[torch.Tensor, str], torch.Tensor] | None) -> _Entry:
+        """A key's first ``self.log``: check its name and reduction, and keep its options."""
+        if "/dataloader_idx_" in name:
+            raise MisconfigurationException(f"self.log({name!r}): names may not contain '/dataloader_idx_', "
+                                            "which ember adds itself.")
+        reduce = _REDUCE_FX.get(reduce_fx)
+        if reduce is None:
+            raise MisconfigurationException(
+                f"self.log({name!r}, ..., reduce_fx={reduce_fx!r}) is not supported; use 'mean', 'max', "
+                "'min' or 'sum' (or log a torchmetrics Metric for other reductions).")
+        entry = self.entries[key] = _Entry(key[1], on_step, on_epoch, reduce, prog_bar, logger, sync)
+        self.dataloader_keys.setdefault(self.dataloader_idx, set()).add(key)
+        return entry
 
     def metrics(self, on_step: bool) -> tuple[dict, dict, dict]:
         """(logged, callback, progress bar) dicts of step values or of epoch reductions.

@@ -21,6 +21,7 @@ from ember.utilities.rank_zero import rank_zero_warn
 if TYPE_CHECKING:
     from ember.trainer.trainer import Trainer
 
+_Tensor = torch.Tensor
 _FLOATS = (torch.float32, torch.float64)  # logged as they are; other dtypes become float32
 _CHECKED: dict[tuple[str | None, bool | None, bool | None], tuple[bool, bool]] = {}  # _check_fx's answers
 
@@ -212,11 +213,8 @@ class LightningModule(_HyperparametersMixin, nn.Module):
         if results is None:
             rank_zero_warn(f"self.log({name!r}, ...) was called outside a Trainer loop; the value is ignored.")
             return
-        if "/dataloader_idx_" in name:
-            raise MisconfigurationException(f"self.log({name!r}): names may not contain '/dataloader_idx_', "
-                                            "which ember adds itself.")
-        if isinstance(value, torch.Tensor):
-            if value.dim() == 0 and value.dtype in _FLOATS and not enable_graph:  # the common case, inline
+        if isinstance(value, _Tensor):
+            if value.dtype in _FLOATS and not value.ndim and not enable_graph:  # the common case, inline
                 value = value.detach()
             else:
                 value = _to_tensor(name, value, None, enable_graph)

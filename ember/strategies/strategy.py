@@ -14,25 +14,24 @@ if TYPE_CHECKING:
     from ember.module import LightningModule
 
 
+_Tensor = torch.Tensor
+
+
 def _move_to_device(batch: Any, device: torch.device, non_blocking: bool = False) -> Any:
     """Move every tensor (or object with ``.to``) in a nested list/tuple/dict to ``device``.
 
     Containers whose tensors are already there come back as they are (no copy, no rebuild).
     """
-    if isinstance(batch, torch.Tensor):
+    if isinstance(batch, _Tensor):
         return batch if batch.device == device else batch.to(device, non_blocking=non_blocking)
     if isinstance(batch, (list, tuple)):
-        moved = None  # a copy of the items, made at the first one that moves
-        for i, item in enumerate(batch):
-            if isinstance(item, torch.Tensor):  # the common case, without a recursive call
-                new = item if item.device == device else item.to(device, non_blocking=non_blocking)
-            else:
-                new = _move_to_device(item, device, non_blocking)
-            if new is not item:
-                if moved is None:
-                    moved = list(batch)
-                moved[i] = new
-        if moved is None:
+        for item in batch:  # the common case first: a flat sequence of tensors already in place
+            if not (isinstance(item, _Tensor) and item.device == device):
+                break
+        else:
+            return batch
+        moved = [_move_to_device(item, device, non_blocking) for item in batch]
+        if all(new is item for new, item in zip(moved, batch)):
             return batch
         return type(batch)(*moved) if hasattr(batch, "_fields") else type(batch)(moved)
     if isinstance(batch, dict):

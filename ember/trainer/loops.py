@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from ember.trainer.trainer import Trainer
 
 
-@dataclass
+@dataclass(slots=True)  # slots: no class-level defaults, so attribute reads stay on CPython's fast path
 class _Progress:
     """Where fit stands; saved in checkpoints so that a resumed run continues exactly."""
 
@@ -59,7 +59,7 @@ class _Progress:
             self.epoch, self.batch_idx, self.epoch_finished = self.epoch + 1, 0, False  # resume at the next epoch
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _StepPlan:
     """What a training step must call, worked out once per fit (see ``_plan_step``)."""
 
@@ -278,10 +278,10 @@ def _train_epoch(trainer: Trainer, iterator: Iterator[Any] | None) -> None:
     automatic, live = plan.automatic, plan.live
     optimizer = trainer._lightning_optimizers[0] if automatic and trainer._lightning_optimizers else None
     closure = _TrainingClosure(trainer, optimizer.optimizer if optimizer is not None else None)
-    results = trainer._train_results
+    results, move = trainer._train_results, trainer._batch_mover(0)
     for batch, is_last in _with_last(iterator, num_batches - p.batch_idx):
         batch_idx, trainer._is_last_batch = p.batch_idx, is_last
-        batch = trainer._to_device(batch, 0)
+        batch = move(batch)
         results.batch = batch
         ready = batch_idx + 1
         steps = not automatic or ready % accumulate == 0 or is_last
@@ -507,8 +507,9 @@ def _evaluation_loop(trainer: Trainer, stage: RunningStage, loaders: list[Any], 
                 continue
             if trainer.state.fn == "fit":
                 _set_sampler_epoch(loader, trainer._progress.epoch)
+            move = trainer._batch_mover(dl_idx)
             for batch_idx, (batch, _) in enumerate(_with_last(iter(loader), limit)):
-                batch = trainer._to_device(batch, dl_idx)
+                batch = move(batch)
                 results.new_batch(batch, dl_idx if multi else None)
                 args = (batch, batch_idx, dl_idx) if multi else (batch, batch_idx)
                 if starts:
@@ -579,8 +580,9 @@ def _predict_loop(trainer: Trainer, loaders: list[Any], limits: list[float], ret
         trainer._hook("on_predict_epoch_start")
         for dl_idx, (loader, limit) in enumerate(zip(loaders, limits)):
             predictions: list[Any] = []
+            move = trainer._batch_mover(dl_idx)
             for batch_idx, (batch, _) in enumerate(_with_last(iter(loader), limit)):
-                batch = trainer._to_device(batch, dl_idx)
+                batch = move(batch)
                 args = (batch, batch_idx, dl_idx) if multi else (batch, batch_idx)
                 trainer._hook("on_predict_batch_start", *args)
                 module.__dict__["_current_fx_name"] = "predict_step"

@@ -7,8 +7,9 @@ import inspect
 import math
 import os
 import sys
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from datetime import timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any, Iterable
 
 import torch
@@ -423,6 +424,13 @@ class Trainer:
         if after:
             batch = self._module_hook("on_after_batch_transfer", batch, dataloader_idx)
         return batch
+
+    def _batch_mover(self, dataloader_idx: int) -> Callable[[Any], Any]:
+        """What a loop calls on each batch: the bare move when no hook or conversion is involved."""
+        direct = (self._transfer_plan or self._plan_transfer())[3]
+        if direct is None or "_to_device" in self.__dict__:  # hooks to run, or a profiler timing the transfer
+            return partial(self._to_device, dataloader_idx=dataloader_idx)
+        return partial(_move_to_device, device=direct[0], non_blocking=direct[1])
 
     def _plan_transfer(self) -> tuple[bool, bool, bool, tuple[torch.device, bool] | None]:
         """Which batch-transfer hooks the module overrides, worked out once per run; the last item is
