@@ -6,7 +6,7 @@ import contextlib
 import copy
 import inspect
 from argparse import Namespace
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -24,6 +24,11 @@ if TYPE_CHECKING:
 _Tensor = torch.Tensor
 _FLOATS = (torch.float32, torch.float64)  # logged as they are; other dtypes become float32
 _CHECKED: dict[tuple[str | None, bool | None, bool | None], tuple[bool, bool]] = {}  # _check_fx's answers
+
+
+def _reducer(strategy: Any, group: Any) -> Callable[[torch.Tensor, str], torch.Tensor]:
+    """``sync_dist``: reduce a logged value across processes with ``strategy``."""
+    return lambda tensor, op: strategy.reduce(tensor, group=group, reduce_op=op)
 
 
 class AttributeDict(dict):
@@ -220,10 +225,7 @@ class LightningModule(_HyperparametersMixin, nn.Module):
                 value = _to_tensor(name, value, None, enable_graph)
         elif not _is_metric(value):
             value = _to_tensor(name, value, self.device, enable_graph)
-        sync = None
-        if sync_dist and trainer.world_size > 1:
-            strategy = trainer.strategy
-            sync = lambda t, op: strategy.reduce(t, group=sync_dist_group, reduce_op=op)  # noqa: E731
+        sync = _reducer(trainer.strategy, sync_dist_group) if sync_dist and trainer.world_size > 1 else None
         results.log(fx, name, value, prog_bar, True if logger is None else logger, rule[0], rule[1], reduce_fx,
                     add_dataloader_idx, batch_size, sync)
 

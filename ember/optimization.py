@@ -192,7 +192,8 @@ class _ManualClosure:
 class _TrainingClosure:
     """What ``optimizer.step(closure)`` runs: training_step, zero_grad, backward, then the before-step hooks.
 
-    The loop makes one per epoch and sets ``batch``, ``batch_idx``, ``zero_grad`` and ``after`` before each step.
+    The loop makes one per epoch (what it reads from the trainer holds for the epoch) and sets ``batch``,
+    ``batch_idx``, ``zero_grad`` and ``after`` before each step.
     """
 
     def __init__(self, trainer: Trainer, optimizer: Optimizer) -> None:
@@ -203,6 +204,10 @@ class _TrainingClosure:
         self.after = True  # the step ends with an optimizer step: run the before-step hooks (the GradScaler
         #                    path runs them itself, after unscaling)
         self._result: tuple[Any, torch.Tensor | None] = (None, None)  # (training_step's output, the loss)
+        self._module_state = trainer._module.__dict__  # where _current_fx_name lives
+        self._training_step = trainer.strategy.training_step  # through DDP where there is one
+        self._accumulate = trainer.accumulate_grad_batches
+        self._plain_forward, self._plain_backward = trainer._step_plan.plain_forward, trainer._step_plan.plain_backward
 
     @property
     def output(self) -> dict[str, Any]:
@@ -213,25 +218,22 @@ class _TrainingClosure:
         return {"loss": loss.detach()} if isinstance(output, torch.Tensor) else {**output, "loss": loss.detach()}
 
     def __call__(self) -> torch.Tensor | None:
-        trainer = self.trainer
-        trainer._module.__dict__["_current_fx_name"] = "training_step"
-        if trainer._step_plan.plain_forward:
-            output = trainer.strategy.training_step(self.batch, self.batch_idx)  # through DDP where there is one
+        self._module_state["_current_fx_name"] = "training_step"
+        if self._plain_forward:
+            output = self._training_step(self.batch, self.batch_idx)
         else:
-            with trainer.strategy.precision.forward_context():
-                output = trainer.strategy.training_step(self.batch, self.batch_idx)
-        accumulate = trainer.accumulate_grad_batches
-        if isinstance(output, torch.Tensor):
-            loss = output if accumulate == 1 else output / accumulate
-        else:
-            loss = _closure_loss(output, accumulate)
+            with self.trainer.strategy.precision.forward_context():
+                output = self._training_step(self.batch, self.batch_idx)
+        accumulate = self._accumulate
+        loss = output if accumulate == 1 and isinstance(output, torch.Tensor) else _closure_loss(output, accumulate)
         self._result = (output, loss)
-        if trainer._step_plan.plain_backward and not trainer.gradient_clip_val:  # no hook to call: torch only
+        if self._plain_backward and not self.trainer.gradient_clip_val:  # no hook to call: torch only
             if self.zero_grad:
                 self.optimizer.zero_grad()
             if loss is not None:
                 loss.backward()
             return loss
+        trainer = self.trainer
         if self.zero_grad:
             trainer._zero_grad(self.optimizer, self.batch_idx)
         if loss is not None:

@@ -14,6 +14,7 @@ from itertools import chain, islice, repeat
 from typing import TYPE_CHECKING, Any
 
 import torch
+from torch.optim.optimizer import _global_optimizer_pre_hooks
 
 from ember.metrics import _Results
 from ember.optimization import _scheduler_step, _TrainingClosure
@@ -74,7 +75,8 @@ class _StepPlan:
     plain_backward: bool = False  # zero_grad and backward are torch's own calls, with no hook around them
 
 
-_STEP_HOOKS = ("on_train_batch_start", "on_train_batch_end", "on_before_zero_grad", "on_before_backward",
+_BATCH_HOOKS = ("on_train_batch_start", "on_train_batch_end")
+_STEP_HOOKS = (*_BATCH_HOOKS, "on_before_zero_grad", "on_before_backward",
                "on_after_backward", "on_before_optimizer_step")
 # every hook and every override called, as when a profiler watches
 _FULL_STEP_PLAN = _StepPlan(live=frozenset(_STEP_HOOKS), own_zero_grad=True, own_backward=True, own_step=True,
@@ -275,17 +277,19 @@ def _train_epoch(trainer: Trainer, iterator: Iterator[Any] | None) -> None:
         #                   shuffle seed, starts from another state, which resuming must put back
         trainer._epoch_rng["first_batch"] = _rng_state(loader)
     plan = trainer._step_plan
-    automatic, live = plan.automatic, plan.live
+    automatic, batch_start, batch_end = plan.automatic, *(name in plan.live for name in _BATCH_HOOKS)
     optimizer = trainer._lightning_optimizers[0] if automatic and trainer._lightning_optimizers else None
-    closure = _TrainingClosure(trainer, optimizer.optimizer if optimizer is not None else None)
+    torch_optimizer = optimizer.optimizer if optimizer is not None else None
+    closure = _TrainingClosure(trainer, torch_optimizer)
+    # LightningOptimizer.step's closure-first path, taken here without its frame (see there for the conditions)
+    direct = optimizer is not None and optimizer._closure_first and not (plan.own_step or plan.scaled)
     results, move = trainer._train_results, trainer._batch_mover(0)
     for batch, is_last in _with_last(iterator, num_batches - p.batch_idx):
         batch_idx, trainer._is_last_batch = p.batch_idx, is_last
-        batch = move(batch)
-        results.batch = batch
+        batch = results.batch = move(batch)
         ready = batch_idx + 1
         steps = not automatic or ready % accumulate == 0 or is_last
-        if "on_train_batch_start" in live and trainer._hook("on_train_batch_start", batch, batch_idx) == -1:
+        if batch_start and trainer._hook("on_train_batch_start", batch, batch_idx) == -1:
             p.epoch_finished = True
             _step_schedulers(trainer, "step", steps, batch_idx, last=True)
             break
@@ -295,6 +299,11 @@ def _train_epoch(trainer: Trainer, iterator: Iterator[Any] | None) -> None:
             if not steps:
                 with trainer.strategy.no_backward_sync(module):
                     closure()
+            elif direct and torch.is_grad_enabled() and not (
+                    torch_optimizer._optimizer_step_pre_hooks or _global_optimizer_pre_hooks):
+                closure()
+                torch_optimizer.step()
+                p.global_step += 1
             elif optimizer is None:
                 closure()
             elif plan.own_step:
@@ -311,7 +320,7 @@ def _train_epoch(trainer: Trainer, iterator: Iterator[Any] | None) -> None:
         p.stepped, p.phase = steps, "batch_end"
         if trainer.lr_scheduler_configs:
             _step_schedulers(trainer, "step", steps, batch_idx, last=is_last)
-        if "on_train_batch_end" in live:
+        if batch_end:
             trainer._hook("on_train_batch_end", closure.output if automatic else outputs, batch, batch_idx)
         if _finish_batch(trainer, batch_idx, is_last, steps):
             break
@@ -327,7 +336,10 @@ def _finish_batch(trainer: Trainer, batch_idx: int, is_last: bool, stepped: bool
     if p.phase == "batch_end":
         if stepped and trainer.loggers:
             trainer._log_step_metrics()
-        if _should_validate(trainer, batch_idx, is_last):
+        # batches counted in this epoch, or across epochs (check_val_every_n_epoch=None)
+        index = batch_idx if trainer.check_val_every_n_epoch is not None else p.total_batch_idx - 1
+        if (is_last or (index + 1) % trainer.val_check_batch == 0 or trainer.should_stop) and \
+                _should_validate(trainer, index, is_last):  # (the common answer, "not now", without a call)
             trainer._metrics.collect(on_step=True)  # validation-time callbacks see this step's values
             if stepped:
                 trainer._module_hook("on_validation_model_zero_grad")
@@ -350,7 +362,8 @@ def _finish_batch(trainer: Trainer, batch_idx: int, is_last: bool, stepped: bool
     if trainer.should_stop:
         for logger in trainer.loggers:
             logger.save()
-    return (0 <= trainer.max_steps <= p.global_step) or (trainer.should_stop and _can_stop_early(trainer))
+        return 0 <= trainer.max_steps <= p.global_step or _can_stop_early(trainer)
+    return 0 <= trainer.max_steps <= p.global_step
 
 
 def _end_train_epoch(trainer: Trainer, hooks: bool = True) -> None:
@@ -382,14 +395,14 @@ def _step_schedulers(trainer: Trainer, interval: str, stepped: bool, index: int,
         _scheduler_step(trainer, "epoch", False, trainer._progress.epoch + 1)
 
 
-def _should_validate(trainer: Trainer, batch_idx: int, is_last: bool) -> bool:
+def _should_validate(trainer: Trainer, index: int, is_last: bool) -> bool:
+    """Whether validation runs after batch ``index`` (counted as ``val_check_batch`` counts)."""
     if not trainer._validation_on or (trainer._progress.epoch + 1) % (trainer.check_val_every_n_epoch or 1):
         return False
     if trainer.should_stop and _can_stop_early(trainer):
         return True
     if math.isinf(trainer.val_check_batch):
         return is_last
-    index = trainer._progress.total_batch_idx - 1 if trainer.check_val_every_n_epoch is None else batch_idx
     return (index + 1) % trainer.val_check_batch == 0
 
 
