@@ -20,9 +20,10 @@ from ember.callbacks import Callback
 from tests.helpers import BoringModel, make_trainer
 
 _EMBER_DIR = os.path.dirname(os.path.abspath(ember.__file__)) + os.sep
-# What a plain automatic-optimization step costs in ember-owned Python calls: moving the batch (2),
-# self.log (3), the closure, LightningOptimizer.step, _finish_batch and _should_validate (4).
-MAX_EMBER_CALLS_PER_STEP = 9
+# What a plain automatic-optimization step costs in ember-owned Python calls: moving the batch (1),
+# self.log (2), the training closure and _finish_batch (2). The loop steps a closure-first torch optimizer
+# itself (no LightningOptimizer.step frame) and asks _should_validate only at a batch where validation may be due.
+MAX_EMBER_CALLS_PER_STEP = 5
 
 
 class _CountedSteps(BoringModel):
@@ -133,3 +134,20 @@ def test_clipping_switched_on_mid_fit_still_applies_on_the_plain_path(tmp_path: 
     make_trainer(tmp_path, max_epochs=2, limit_val_batches=0, callbacks=[clip]).fit(BoringModel(lr=0.1))
     first, second = clip.weights
     assert (second - first).norm() <= 4 * 0.1 * 1e-6 * 1.01  # 4 steps of SGD on gradients clipped to norm 1e-6
+
+
+def test_training_still_takes_gradients_when_a_hook_switches_grad_off(tmp_path: Any) -> None:
+    class GradOff(BoringModel):  # torch's step(closure) re-enables grad for the closure; ember's own step must too
+        def on_train_start(self) -> None:
+            torch.set_grad_enabled(False)
+
+        def on_train_end(self) -> None:
+            torch.set_grad_enabled(True)
+
+    plain, grad_off = BoringModel(), GradOff()
+    make_trainer(tmp_path, max_epochs=1, limit_val_batches=0).fit(plain)
+    make_trainer(tmp_path, max_epochs=1, limit_val_batches=0).fit(grad_off)
+    assert torch.is_grad_enabled()
+    for a, b in zip(plain.parameters(), grad_off.parameters()):
+        assert torch.equal(a, b)
+    assert not all(torch.equal(a, b) for a, b in zip(plain.parameters(), BoringModel().parameters()))
