@@ -137,6 +137,12 @@ def _runs_closure_first(optimizer: Any) -> bool:
     return cls.__module__.startswith("torch.optim.") and cls is not torch.optim.LBFGS
 
 
+def _may_step_directly(optimizer: Optimizer) -> bool:
+    """For a closure-first optimizer: whether ``closure(); optimizer.step()`` now does what ``step(closure)``
+    would — grad is enabled (``step`` enables it for the closure) and no step pre-hook must run before it."""
+    return torch.is_grad_enabled() and not (optimizer._optimizer_step_pre_hooks or _global_optimizer_pre_hooks)
+
+
 class LightningOptimizer:
     """Wraps a torch optimizer so that ``step`` runs ember's hooks, precision and step counting."""
 
@@ -165,8 +171,7 @@ class LightningOptimizer:
         if precision.scaler is not None:
             out = precision.optimizer_step(self._optimizer, closure,
                                            lambda: trainer._after_closure(self._optimizer), **kwargs)
-        elif self._closure_first and not kwargs and torch.is_grad_enabled() and not (
-                self._optimizer._optimizer_step_pre_hooks or _global_optimizer_pre_hooks):
+        elif self._closure_first and not kwargs and _may_step_directly(self._optimizer):
             # What step(closure) would do, without its closure plumbing: same numbers, same hook order.
             out = closure()
             self._optimizer.step()

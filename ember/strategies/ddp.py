@@ -8,7 +8,6 @@ launchers in :mod:`ember.strategies.launch` (torch.distributed.elastic, torch.mu
 from __future__ import annotations
 
 import atexit
-
 import contextlib
 import os
 from collections.abc import Callable

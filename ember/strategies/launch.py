@@ -19,7 +19,6 @@ both with the failing rank's traceback).
 from __future__ import annotations
 
 import atexit
-from datetime import timedelta
 import functools
 import os
 import pickle
@@ -31,6 +30,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import torch

@@ -14,10 +14,9 @@ from itertools import chain, islice, repeat
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch.optim.optimizer import _global_optimizer_pre_hooks
 
 from ember.metrics import _Results
-from ember.optimization import _scheduler_step, _TrainingClosure
+from ember.optimization import _may_step_directly, _scheduler_step, _TrainingClosure
 from ember.precision import Precision
 from ember.trainer.preemption import _Preempted, _save_preemption_checkpoint
 from ember.trainer.states import RunningStage
@@ -72,15 +71,15 @@ class _StepPlan:
     plain_forward: bool  # training_step needs no precision context
     clipping_hook: bool  # the module overrides configure_gradient_clipping
     automatic: bool  # automatic optimization
-    plain_backward: bool = False  # zero_grad and backward are torch's own calls, with no hook around them
+    plain_backward: bool  # zero_grad and backward are torch's own calls, with no hook around them
 
 
 _BATCH_HOOKS = ("on_train_batch_start", "on_train_batch_end")
-_STEP_HOOKS = (*_BATCH_HOOKS, "on_before_zero_grad", "on_before_backward",
-               "on_after_backward", "on_before_optimizer_step")
+_AROUND_BACKWARD = ("on_before_zero_grad", "on_before_backward", "on_after_backward", "on_before_optimizer_step")
 # every hook and every override called, as when a profiler watches
-_FULL_STEP_PLAN = _StepPlan(live=frozenset(_STEP_HOOKS), own_zero_grad=True, own_backward=True, own_step=True,
-                            scaled=True, plain_forward=False, clipping_hook=True, automatic=True)
+_FULL_STEP_PLAN = _StepPlan(live=frozenset(_BATCH_HOOKS + _AROUND_BACKWARD), own_zero_grad=True, own_backward=True,
+                            own_step=True, scaled=True, plain_forward=False, clipping_hook=True, automatic=True,
+                            plain_backward=False)
 
 
 def _plan_step(trainer: Trainer) -> _StepPlan:
@@ -90,16 +89,15 @@ def _plan_step(trainer: Trainer) -> _StepPlan:
     clipping_hook, automatic = runs("configure_gradient_clipping"), module.automatic_optimization
     if "_profiler_markers" in trainer.__dict__:  # a profiler times each hook and default: call them all
         return replace(_FULL_STEP_PLAN, clipping_hook=clipping_hook, automatic=automatic)
-    plan = _StepPlan(
-        live=frozenset(name for name in _STEP_HOOKS if any(trainer._hooks_for(name))),
-        own_zero_grad=runs("optimizer_zero_grad"), own_backward=runs("backward"), own_step=runs("optimizer_step"),
-        scaled=precision.scaler is not None,
+    live = frozenset(name for name in _BATCH_HOOKS + _AROUND_BACKWARD if any(trainer._hooks_for(name)))
+    own_zero_grad, own_backward, scaled = runs("optimizer_zero_grad"), runs("backward"), precision.scaler is not None
+    return _StepPlan(
+        live=live, own_zero_grad=own_zero_grad, own_backward=own_backward, own_step=runs("optimizer_step"),
+        scaled=scaled,
         plain_forward=type(precision).forward_context is Precision.forward_context and
         precision.dtype == torch.float32,
-        clipping_hook=clipping_hook, automatic=automatic)
-    plain = not (plan.own_zero_grad or plan.own_backward or plan.scaled or clipping_hook or plan.live & {
-        "on_before_zero_grad", "on_before_backward", "on_after_backward", "on_before_optimizer_step"})
-    return replace(plan, plain_backward=plain)
+        clipping_hook=clipping_hook, automatic=automatic,
+        plain_backward=not (own_zero_grad or own_backward or scaled or clipping_hook or live & set(_AROUND_BACKWARD)))
 
 
 # -- data helpers ---------------------------------------------------------------------------------
@@ -299,8 +297,7 @@ def _train_epoch(trainer: Trainer, iterator: Iterator[Any] | None) -> None:
             if not steps:
                 with trainer.strategy.no_backward_sync(module):
                     closure()
-            elif direct and torch.is_grad_enabled() and not (
-                    torch_optimizer._optimizer_step_pre_hooks or _global_optimizer_pre_hooks):
+            elif direct and _may_step_directly(torch_optimizer):
                 closure()
                 torch_optimizer.step()
                 p.global_step += 1

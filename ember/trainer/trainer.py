@@ -411,10 +411,8 @@ class Trainer:
     # ---------------------------------------------------------------------------------------------
     def _to_device(self, batch: Any, dataloader_idx: int) -> Any:
         """convert_input, then on_before_batch_transfer, transfer_batch_to_device, on_after_batch_transfer."""
-        before, transfer, after, direct = self._transfer_plan or self._plan_transfer()
-        if direct is not None:  # no hook, no dtype conversion: only the move
-            return _move_to_device(batch, *direct)
         batch = self.strategy.precision.convert_input(batch)
+        before, transfer, after, _ = self._transfer_plan or self._plan_transfer()
         if before:
             batch = self._module_hook("on_before_batch_transfer", batch, dataloader_idx)
         if transfer:
