@@ -84,11 +84,14 @@ def main() -> None:
             runs = {(name, samples): pool.submit(count, name, args.data, samples, shim, workdir)
                     for name in names for samples in (4096, 8192)}
             per_step = {name: (runs[name, 8192].result() - runs[name, 4096].result()) / 256 for name in names}
-        base = per_step.get("hand")
-        print(f"data={args.data}: instructions per training step (marginal, 2 epochs of 128 vs 256 steps)")
+            # what the fit costs beyond its steps: 2 epochs' validation, epoch starts and ends, loop set-up
+            fixed = {name: runs[name, 4096].result() - 256 * per_step[name] for name in names}
+        print(f"data={args.data}: instructions per training step (marginal, 2 epochs of 128 vs 256 steps),")
+        print("and per fit beyond its steps (2 epochs: validation, epoch starts/ends), shared over 128 steps/epoch")
         for name, n in per_step.items():
-            extra = f"  {n / base:.3f}x hand, {n - base:+,.0f}" if base else ""
-            print(f"  {name:10s} {n:12,.0f}{extra}")
+            extra = f"  {n / per_step['hand']:.3f}x hand, {n - per_step['hand']:+,.0f}" if "hand" in names else ""
+            per_epoch = fixed[name] / 2
+            print(f"  {name:10s} {n:12,.0f}{extra}   per epoch {per_epoch:12,.0f} (= {per_epoch / 128:,.0f} per step)")
 
 
 if __name__ == "__main__":

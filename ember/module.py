@@ -384,7 +384,8 @@ class LightningModule(_HyperparametersMixin, nn.Module):
         self.trainer.model.eval()
 
     def on_validation_model_train(self) -> None:
-        """Called when validation ends: switches the model back to train mode."""
+        """An override is called when validation ends, instead of the default: putting each submodule back in
+        the train/eval mode it had before (so frozen submodules stay in eval mode)."""
         self.trainer.model.train()
 
     def on_validation_model_zero_grad(self) -> None:
@@ -396,7 +397,8 @@ class LightningModule(_HyperparametersMixin, nn.Module):
         self.trainer.model.eval()
 
     def on_test_model_train(self) -> None:
-        """Called when testing ends: switches the model back to train mode."""
+        """An override is called when testing ends, instead of the default: putting each submodule back in
+        the train/eval mode it had before (so frozen submodules stay in eval mode)."""
         self.trainer.model.train()
 
     def on_predict_model_eval(self) -> None:

@@ -165,6 +165,41 @@ def test_model_is_in_train_mode_during_training_and_eval_during_validation(tmp_p
     assert model.training
 
 
+
+@pytest.mark.parametrize("override", [False, True])
+def test_evaluation_restores_submodule_modes_unless_the_hook_is_overridden(tmp_path: Any, override: bool) -> None:
+    """As in Lightning: a frozen (eval-mode) submodule stays frozen after validation and test; an override of
+    ``on_validation_model_train``/``on_test_model_train`` replaces that restore (here: the default's model.train())."""
+    frozen_in_training: list[bool] = []
+
+    class Frozen(BoringModel):
+        def __init__(self) -> None:
+            super().__init__()
+            self.frozen = nn.Dropout(0.5)
+
+        def on_fit_start(self) -> None:
+            self.frozen.eval()
+
+        def training_step(self, batch: Any, batch_idx: int) -> Any:
+            frozen_in_training.append(self.frozen.training)
+            return super().training_step(batch, batch_idx)
+
+    class Overridden(Frozen):
+        def on_validation_model_train(self) -> None:
+            super().on_validation_model_train()
+
+        def on_test_model_train(self) -> None:
+            super().on_test_model_train()
+
+    model = Overridden() if override else Frozen()
+    trainer = make_trainer(tmp_path, max_epochs=2, limit_train_batches=1, limit_val_batches=1)
+    trainer.fit(model)  # (the sanity check's validation comes first)
+    assert frozen_in_training == [override, override]
+    model.frozen.eval()
+    trainer.test(model)
+    assert model.training and model.frozen.training is override
+
+
 # -- trainer.state ------------------------------------------------------------------------------------
 def test_trainer_state_during_hooks(tmp_path: Any) -> None:
     from ember.trainer.states import RunningStage, TrainerFn, TrainerStatus

@@ -488,7 +488,8 @@ def _capture_modes(module: torch.nn.Module) -> dict[torch.nn.Module, bool]:
 
 def _restore_modes(modes: dict[torch.nn.Module, bool]) -> None:
     for m, training in modes.items():
-        m.training = training
+        if m.training != training:  # (nn.Module.__setattr__ is slow: skip what is already right)
+            m.training = training
 
 
 def _evaluation_loop(trainer: Trainer, stage: RunningStage, loaders: list[Any], limits: list[float],
@@ -553,8 +554,10 @@ def _evaluation_loop(trainer: Trainer, stage: RunningStage, loaders: list[Any], 
                 merged.update(out)
             trainer._log_metrics(merged)
         trainer._hook(f"on_{kind}_end")
-    trainer._module_hook(f"on_{kind}_model_train")
-    _restore_modes(modes)
+    if trainer._hooks_for(f"on_{kind}_model_train")[2] == "user":  # an override replaces the restore (as Lightning)
+        trainer._module_hook(f"on_{kind}_model_train")
+    else:
+        _restore_modes(modes)
     if verbose and trainer.is_global_zero and not sanity:
         _print_results(outputs, kind)
     return outputs
