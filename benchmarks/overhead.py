@@ -274,6 +274,37 @@ def worker(args: argparse.Namespace) -> None:
     print("RESULT " + json.dumps(result), flush=True)
 
 
+def paired_worker(args: argparse.Namespace) -> None:
+    """``--paired N``: hand and ember alternately in this one process, N pairs of short runs (the order flips
+    every pair). Each pair is seconds apart at most, so the ratio within a pair cancels the drift of a busy
+    machine that separate processes minutes apart do not; the median of the ratios is the statistic."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    import_framework("ember")
+    pairs: list[dict[str, float]] = []
+    with tempfile.TemporaryDirectory(prefix="ember-bench-") as root:
+        os.chdir(root)
+        for name in ("hand", "ember"):
+            run_once(name, args.data, args.warmup_epochs, False, os.path.join(root, "warmup"))
+        for i in range(args.paired):
+            order = ("hand", "ember") if i % 2 == 0 else ("ember", "hand")
+            runs = {name: run_once(name, args.data, args.epochs, False, os.path.join(root, f"run{i}"))
+                    for name in order}
+            pairs.append({name: 1e3 * r["loop_cpu_s"] / r["steps"] for name, r in runs.items()})
+    print("RESULT " + json.dumps({"data": args.data, "epochs": args.epochs, "pairs": pairs}), flush=True)
+
+
+def print_paired(result: dict) -> None:
+    pairs = result["pairs"]
+    ratios = sorted(p["ember"] / p["hand"] for p in pairs)
+    q1, median, q3 = statistics.quantiles(ratios, n=4)
+    hand, ember = (statistics.median(p[name] for p in pairs) for name in ("hand", "ember"))
+    print(f"data={result['data']}: {len(pairs)} pairs of {result['epochs'] * 128}-step runs in one process, "
+          f"CPU ms/step: hand {hand:.4f}, ember {ember:.4f}; ember/hand per pair: median {median:.3f} "
+          f"(quartiles {q1:.3f}-{q3:.3f}, min {ratios[0]:.3f}, max {ratios[-1]:.3f})", flush=True)
+
+
 # ---------------------------------------------------------------------------------------------------
 # the driver
 # ---------------------------------------------------------------------------------------------------
@@ -421,14 +452,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lightning-python", default=None, help="interpreter that can import Lightning")
     parser.add_argument("--json", default=None, help="write the results here")
     parser.add_argument("--verbose", action="store_true", help="print every run as it finishes")
-    parser.add_argument("--worker", choices=FRAMEWORKS, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--paired", type=int, default=0, metavar="N",
+                        help="hand vs ember only: N pairs of runs alternating inside one process (see paired_worker); "
+                             "use with a small --epochs, e.g. --paired 40 --epochs 4")
+    parser.add_argument("--worker", choices=FRAMEWORKS + ("paired",), default=None, help=argparse.SUPPRESS)
     parser.add_argument("--profile", default=None,
                         help="with --worker: write a cProfile of the timed run to this file")
     args = parser.parse_args(argv)
     if args.worker:
         if args.data == "both":
             parser.error("--worker needs --data loader or --data prebatched")
-        worker(args)
+        paired_worker(args) if args.worker == "paired" else worker(args)
+        return
+    if args.paired:
+        results = {}
+        for data in (("loader", "prebatched") if args.data == "both" else (args.data,)):
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "paired", "--data", data, "--epochs",
+                   str(args.epochs), "--warmup-epochs", str(args.warmup_epochs), "--threads", str(args.threads),
+                   "--paired", str(args.paired)]
+            results[data] = run_worker(cmd, timeout=3600)
+            print_paired(results[data])
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=2))
         return
     pythons: dict[str, str] = {}
     for name in args.frameworks.split(","):

@@ -56,14 +56,15 @@ def _extract_batch_size(batch: Any) -> int:
 class _Entry:
     """One logged key: its options and its running reduction."""
 
-    __slots__ = ("name", "on_step", "on_epoch", "reduce", "prog_bar", "logger", "sync", "forked", "total",
-                 "weight", "step_value", "metric", "computed")
+    __slots__ = ("name", "on_step", "on_epoch", "reduce", "prog_bar", "logger", "sync", "forked", "step_only",
+                 "total", "weight", "step_value", "metric", "computed")
 
     def __init__(self, name: str, on_step: bool, on_epoch: bool, reduce: str, prog_bar: bool, logger: bool,
                  sync: Callable[[torch.Tensor, str], torch.Tensor] | None) -> None:
         self.name, self.on_step, self.on_epoch, self.reduce = name, on_step, on_epoch, reduce
         self.prog_bar, self.logger, self.sync = prog_bar, logger, sync
         self.forked = on_step and on_epoch
+        self.step_only = not on_epoch and sync is None  # a tensor logged here is only kept, never reduced
         self.total: torch.Tensor | None = None
         self.weight = 0
         self.step_value: torch.Tensor | None = None
@@ -152,7 +153,7 @@ class _Results:
             entry.metric = value
             entry.step_value = value._forward_cache
             entry.computed = None
-        elif entry.on_epoch or entry.sync is not None:
+        elif not entry.step_only:
             if entry.on_epoch and entry.reduce == "mean" and batch_size is None:
                 batch_size = self._current_batch_size()
             entry.update(value, batch_size or 1)

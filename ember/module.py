@@ -218,14 +218,19 @@ class LightningModule(_HyperparametersMixin, nn.Module):
         if results is None:
             rank_zero_warn(f"self.log({name!r}, ...) was called outside a Trainer loop; the value is ignored.")
             return
+        sync = _reducer(trainer.strategy, sync_dist_group) if sync_dist and trainer.world_size > 1 else None
         if isinstance(value, _Tensor):
             if value.dtype in _FLOATS and not value.ndim and not enable_graph:  # the common case, inline
                 value = value.detach()
+                if sync is None and results.dataloader_idx is None:  # the commonest: a key already logged this
+                    entry = results.entries.get((fx, name))  # way, as a step value (what _Results.log would do)
+                    if entry is not None and entry.step_only:
+                        entry.step_value = value
+                        return
             else:
                 value = _to_tensor(name, value, None, enable_graph)
         elif not _is_metric(value):
             value = _to_tensor(name, value, self.device, enable_graph)
-        sync = _reducer(trainer.strategy, sync_dist_group) if sync_dist and trainer.world_size > 1 else None
         results.log(fx, name, value, prog_bar, True if logger is None else logger, rule[0], rule[1], reduce_fx,
                     add_dataloader_idx, batch_size, sync)
 

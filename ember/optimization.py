@@ -206,8 +206,9 @@ class _TrainingClosure:
         self.batch: Any = None
         self.batch_idx = 0
         self.zero_grad = True  # the step starts an accumulation window
-        self.after = True  # the step ends with an optimizer step: run the before-step hooks (the GradScaler
-        #                    path runs them itself, after unscaling)
+        # the step ends with an optimizer step: run the before-step hooks (the GradScaler path runs them itself,
+        # after unscaling)
+        self.after = not trainer._step_plan.scaled
         self._result: tuple[Any, torch.Tensor | None] = (None, None)  # (training_step's output, the loss)
         self._module_state = trainer._module.__dict__  # where _current_fx_name lives
         self._training_step = trainer.strategy.training_step  # through DDP where there is one

@@ -46,6 +46,8 @@ class Logs(BoringModel):
         self.log("sm", i, reduce_fx="sum", on_step=False, on_epoch=True)
         self.log("weighted", i, on_step=False, on_epoch=True, batch_size=batch_idx + 1)
         self.log("bar", i, prog_bar=True, logger=False)
+        self.log("t_default", torch.tensor(i))  # a scalar tensor: the fast path after the key's first log
+        self.log("t_bar", torch.tensor(i), prog_bar=True, logger=False)
         self.log_dict({"d1": i, "d2": 2 * i})
         return super().training_step(batch, batch_idx)
 
@@ -96,7 +98,7 @@ def test_log_dict_and_logger_and_prog_bar_flags(logged: pl.Trainer) -> None:
     values = _values(logged.logged_metrics)
     assert (values["d1"], values["d2"]) == (5.0, 10.0)
     assert "bar" not in values  # logger=False
-    assert logged.progress_bar_metrics == {"bar": 5.0}
+    assert logged.progress_bar_metrics == {"bar": 5.0, "t_bar": 5.0}
     assert isinstance(logged.progress_bar_metrics["bar"], float)
     assert _values(logged.callback_metrics)["bar"] == 5.0
 
@@ -116,6 +118,7 @@ def test_metrics_csv_rows_and_epoch_column(logged: pl.Trainer) -> None:
     train_rows = [r for r in rows if "default" in r]
     assert [int(r["step"]) for r in train_rows] == list(range(12))
     assert [int(r["epoch"]) for r in train_rows] == [0] * 6 + [1] * 6
+    assert [float(r["t_default"]) for r in train_rows] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0] * 2
     assert all("epoch" in r for r in rows if "val_step_only" not in r)
     # evaluation step values: the step counts that dataloader's logged batches across the whole fit, no epoch
     step_rows = [r for r in rows if "val_step_only" in r]

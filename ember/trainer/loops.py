@@ -293,7 +293,8 @@ def _train_epoch(trainer: Trainer, iterator: Iterator[Any] | None) -> None:
             break
         if automatic:
             closure.batch, closure.batch_idx = batch, batch_idx
-            closure.zero_grad, closure.after = batch_idx % accumulate == 0, steps and not plan.scaled
+            if accumulate > 1:  # (otherwise every batch starts and ends a window: the closure's defaults)
+                closure.zero_grad, closure.after = batch_idx % accumulate == 0, steps and not plan.scaled
             if not steps:
                 with trainer.strategy.no_backward_sync(module):
                     closure()
