@@ -389,8 +389,8 @@ class LightningModule(_HyperparametersMixin, nn.Module):
         self.trainer.model.eval()
 
     def on_validation_model_train(self) -> None:
-        """An override is called when validation ends, instead of the default: putting each submodule back in
-        the train/eval mode it had before (so frozen submodules stay in eval mode)."""
+        """An override is called when validation ends instead of the default, which puts each submodule back in the
+        train/eval mode it had before (so frozen submodules stay frozen); this method switches the whole model."""
         self.trainer.model.train()
 
     def on_validation_model_zero_grad(self) -> None:
@@ -402,8 +402,8 @@ class LightningModule(_HyperparametersMixin, nn.Module):
         self.trainer.model.eval()
 
     def on_test_model_train(self) -> None:
-        """An override is called when testing ends, instead of the default: putting each submodule back in
-        the train/eval mode it had before (so frozen submodules stay in eval mode)."""
+        """An override is called when testing ends instead of the default, which puts each submodule back in the
+        train/eval mode it had before (so frozen submodules stay frozen); this method switches the whole model."""
         self.trainer.model.train()
 
     def on_predict_model_eval(self) -> None:

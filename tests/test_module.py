@@ -165,7 +165,6 @@ def test_model_is_in_train_mode_during_training_and_eval_during_validation(tmp_p
     assert model.training
 
 
-
 @pytest.mark.parametrize("override", [False, True])
 def test_evaluation_restores_submodule_modes_unless_the_hook_is_overridden(tmp_path: Any, override: bool) -> None:
     """As in Lightning: a frozen (eval-mode) submodule stays frozen after validation and test; an override of
