@@ -9,6 +9,7 @@ costs the same on both sides.
     python benchmarks/overhead.py                       # both data modes, table on stdout
     python benchmarks/overhead.py --data prebatched     # loop cost dominates
     python benchmarks/overhead.py --defaults            # progress bar, CSV logger, checkpoints ON
+    python benchmarks/overhead.py --paired 150 --epochs 4  # hand vs ember alternating in one process
     python benchmarks/overhead.py --json out.json
 
 Data modes: ``loader`` iterates a ``DataLoader`` over a ``TensorDataset`` (batch 32, shuffled);
@@ -464,9 +465,10 @@ def main(argv: list[str] | None = None) -> None:
             parser.error("--worker needs --data loader or --data prebatched")
         paired_worker(args) if args.worker == "paired" else worker(args)
         return
+    modes = ("loader", "prebatched") if args.data == "both" else (args.data,)
     if args.paired:
         results = {}
-        for data in (("loader", "prebatched") if args.data == "both" else (args.data,)):
+        for data in modes:
             cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "paired", "--data", data, "--epochs",
                    str(args.epochs), "--warmup-epochs", str(args.warmup_epochs), "--threads", str(args.threads),
                    "--paired", str(args.paired)]
@@ -488,7 +490,6 @@ def main(argv: list[str] | None = None) -> None:
             pythons[name] = sys.executable
         else:
             parser.error(f"unknown framework {name!r}; choose from {', '.join(FRAMEWORKS)}")
-    modes = ("loader", "prebatched") if args.data == "both" else (args.data,)
     results = {}
     for data in modes:
         results[data] = measure(data, args, pythons)
