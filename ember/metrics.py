@@ -57,7 +57,7 @@ class _Entry:
     """One logged key: its options and its running reduction."""
 
     __slots__ = ("name", "on_step", "on_epoch", "reduce", "prog_bar", "logger", "sync", "forked", "step_only",
-                 "total", "weight", "step_value", "metric", "computed")
+                 "total", "weight", "step_value", "metric", "computed", "args", "meaning")
 
     def __init__(self, name: str, on_step: bool, on_epoch: bool, reduce: str, prog_bar: bool, logger: bool,
                  sync: Callable[[torch.Tensor, str], torch.Tensor] | None) -> None:
@@ -70,6 +70,8 @@ class _Entry:
         self.step_value: torch.Tensor | None = None
         self.metric: Any = None
         self.computed: torch.Tensor | None = None
+        self.args: tuple | None = None  # self.log's options as first passed (None: restored from a checkpoint)
+        self.meaning: tuple | None = None  # the same, with defaults resolved (see _meaning)
 
     def update(self, value: torch.Tensor, batch_size: int) -> None:
         # the step value is reduced across processes now; the epoch total keeps this process's own values and
@@ -141,14 +143,18 @@ class _Results:
             self._sized = (self.batch, size)
         return size
 
-    def log(self, fx: str, name: str, value: Any, prog_bar: bool, logger: bool, on_step: bool, on_epoch: bool,
-            reduce_fx: Any, add_dataloader_idx: bool, batch_size: int | None,
+    def log(self, fx: str, name: str, value: Any, args: tuple, rule: tuple[bool, bool], batch_size: int | None,
             sync: Callable[[torch.Tensor, str], torch.Tensor] | None) -> None:
+        """Store ``value``; ``args`` are self.log's options as passed (see ``_LOG_OPTIONS``), ``rule`` the
+        (on_step, on_epoch) they resolve to in hook ``fx``."""
+        add_dataloader_idx = args[8]
         key = (fx, name) if self.dataloader_idx is None or not add_dataloader_idx else \
             (fx, f"{name}/dataloader_idx_{self.dataloader_idx}")
         entry = self.entries.get(key)
         if entry is None:
-            entry = self._add(key, name, prog_bar, logger, on_step, on_epoch, reduce_fx, sync)
+            entry = self._add(key, name, args, rule, sync)
+        elif entry.args != args:
+            _check_same_options(entry, fx, name, args, rule)
         if not isinstance(value, torch.Tensor):  # a torchmetrics Metric
             entry.metric = value
             entry.step_value = value._forward_cache
@@ -160,9 +166,10 @@ class _Results:
         else:  # a step value in one process: nothing to reduce
             entry.step_value = value
 
-    def _add(self, key: tuple[str, str], name: str, prog_bar: bool, logger: bool, on_step: bool, on_epoch: bool,
-             reduce_fx: Any, sync: Callable[[torch.Tensor, str], torch.Tensor] | None) -> _Entry:
+    def _add(self, key: tuple[str, str], name: str, args: tuple, rule: tuple[bool, bool],
+             sync: Callable[[torch.Tensor, str], torch.Tensor] | None) -> _Entry:
         """A key's first ``self.log``: check its name and reduction, and keep its options."""
+        prog_bar, logger, _, _, reduce_fx = args[:5]
         if "/dataloader_idx_" in name:
             raise MisconfigurationException(f"self.log({name!r}): names may not contain '/dataloader_idx_', "
                                             "which ember adds itself.")
@@ -171,7 +178,8 @@ class _Results:
             raise MisconfigurationException(
                 f"self.log({name!r}, ..., reduce_fx={reduce_fx!r}) is not supported; use 'mean', 'max', "
                 "'min' or 'sum' (or log a torchmetrics Metric for other reductions).")
-        entry = self.entries[key] = _Entry(key[1], on_step, on_epoch, reduce, prog_bar, logger, sync)
+        entry = self.entries[key] = _Entry(key[1], *rule, reduce, prog_bar, True if logger is None else logger, sync)
+        entry.args, entry.meaning = args, _meaning(args, rule)
         self.dataloader_keys.setdefault(self.dataloader_idx, set()).add(key)
         return entry
 
@@ -203,6 +211,30 @@ class _Results:
             if entry.prog_bar:
                 pbar[name] = value
         return logged, callback, pbar
+
+
+_LOG_OPTIONS = ("prog_bar", "logger", "on_step", "on_epoch", "reduce_fx", "enable_graph", "sync_dist",
+                "sync_dist_group", "add_dataloader_idx", "metric_attribute", "rank_zero_only")  # self.log's order
+
+
+def _meaning(args: tuple, rule: tuple[bool, bool]) -> tuple:
+    """self.log's options with their defaults resolved: what two calls must agree on."""
+    prog_bar, logger, _, _, reduce_fx, *rest = args
+    return (prog_bar, True if logger is None else logger, *rule, _REDUCE_FX.get(reduce_fx, reduce_fx), *rest)
+
+
+def _check_same_options(entry: _Entry, fx: str, name: str, args: tuple, rule: tuple[bool, bool]) -> None:
+    """A key logged again with other options: fine if they mean the same, else an error (as in Lightning)."""
+    meaning = _meaning(args, rule)
+    if entry.meaning is None:  # restored from a checkpoint: the first call after resuming sets the options
+        entry.args, entry.meaning = args, meaning
+        return
+    changed = [f"{option}={new!r} (was {old!r})" for option, old, new in zip(_LOG_OPTIONS, entry.meaning, meaning)
+               if old is not new and old != new]
+    if changed:
+        raise MisconfigurationException(
+            f"self.log({name!r}, ...) was called twice in `{fx}` with different arguments: {', '.join(changed)}. "
+            "Pass the same options every time, or log the other variant under its own name.")
 
 
 class _MetricStore:
@@ -260,6 +292,9 @@ def _check_fx(fx: str | None, name: str, on_step: bool | None, on_epoch: bool | 
     step_ok, epoch_ok, default_step, default_epoch = rules
     on_step = default_step if on_step is None else on_step
     on_epoch = default_epoch if on_epoch is None else on_epoch
+    if not (on_step or on_epoch):
+        raise MisconfigurationException(f"self.log({name!r}, on_step=False, on_epoch=False) would never report the "
+                                        "value; set on_step=True, on_epoch=True, or both.")
     if on_step and not step_ok:
         raise MisconfigurationException(f"self.log({name!r}, on_step=True) is not allowed in `{fx}`: the hook runs "
                                         "once per epoch; use on_step=False.")

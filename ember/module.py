@@ -210,29 +210,32 @@ class LightningModule(_HyperparametersMixin, nn.Module):
         if trainer._barebones:
             raise MisconfigurationException("self.log() is not available with Trainer(barebones=True); "
                                             "set barebones=False to log.")
-        fx = self._current_fx_name
-        rule = _CHECKED.get((fx, on_step, on_epoch))
-        if rule is None:  # checked once per (hook, on_step, on_epoch); raises where logging is not allowed
-            rule = _CHECKED[(fx, on_step, on_epoch)] = _check_fx(fx, name, on_step, on_epoch)
-        results = trainer._metrics.results
-        if results is None:
-            rank_zero_warn(f"self.log({name!r}, ...) was called outside a Trainer loop; the value is ignored.")
-            return
-        sync = _reducer(trainer.strategy, sync_dist_group) if sync_dist and trainer.world_size > 1 else None
+        fx, results = self._current_fx_name, trainer._metrics.results
+        # the options as passed: a key must be logged with the same ones every time (_Results.log checks)
+        args = (prog_bar, logger, on_step, on_epoch, reduce_fx, enable_graph, sync_dist, sync_dist_group,
+                add_dataloader_idx, metric_attribute, rank_zero_only)
         if isinstance(value, _Tensor):
             if value.dtype in _FLOATS and not value.ndim and not enable_graph:  # the common case, inline
                 value = value.detach()
-                if sync is None and results.dataloader_idx is None:  # the commonest: a key already logged this
-                    entry = results.entries.get((fx, name))  # way, as a step value (what _Results.log would do)
-                    if entry is not None and entry.step_only:
+                if results is not None and results.dataloader_idx is None:
+                    # the commonest: a key already logged with these options as a step value of one process (so
+                    # already checked, and with nothing to reduce): what _Results.log would do
+                    entry = results.entries.get((fx, name))
+                    if entry is not None and entry.step_only and entry.args == args:
                         entry.step_value = value
                         return
             else:
                 value = _to_tensor(name, value, None, enable_graph)
         elif not _is_metric(value):
             value = _to_tensor(name, value, self.device, enable_graph)
-        results.log(fx, name, value, prog_bar, True if logger is None else logger, rule[0], rule[1], reduce_fx,
-                    add_dataloader_idx, batch_size, sync)
+        rule = _CHECKED.get((fx, on_step, on_epoch))
+        if rule is None:  # checked once per (hook, on_step, on_epoch); raises where logging is not allowed
+            rule = _CHECKED[(fx, on_step, on_epoch)] = _check_fx(fx, name, on_step, on_epoch)
+        if results is None:
+            rank_zero_warn(f"self.log({name!r}, ...) was called outside a Trainer loop; the value is ignored.")
+            return
+        sync = _reducer(trainer.strategy, sync_dist_group) if sync_dist and trainer.world_size > 1 else None
+        results.log(fx, name, value, args, rule, batch_size, sync)
 
     def log_dict(self, dictionary: Mapping[str, Any], prog_bar: bool = False, logger: bool | None = None,
                  on_step: bool | None = None, on_epoch: bool | None = None, reduce_fx: Any = "mean",

@@ -461,6 +461,44 @@ def test_logging_reserved_name(tmp_path: Any) -> None:
         make_trainer(tmp_path).fit(Reserved("none"))
 
 
+class _LogsTwice(BoringModel):
+    """Logs ``x`` with ``first`` options on batch 0 and ``later`` options after (as Lightning, they must agree)."""
+
+    def __init__(self, first: dict[str, Any], later: dict[str, Any]) -> None:
+        super().__init__()
+        self.first, self.later = first, later
+
+    def training_step(self, batch: Any, batch_idx: int) -> Any:
+        loss = super().training_step(batch, batch_idx)
+        self.log("x", loss * batch_idx, **(self.first if batch_idx == 0 else self.later))
+        return loss
+
+
+@pytest.mark.parametrize("later, message", [
+    (dict(prog_bar=True), r"prog_bar=True \(was False\)"),
+    (dict(on_epoch=True), r"on_epoch=True \(was False\)"),
+    (dict(reduce_fx="max"), r"reduce_fx='max' \(was 'mean'\)"),
+    (dict(logger=False), r"logger=False \(was True\)"),
+])
+def test_logging_a_key_again_with_other_options(tmp_path: Any, later: dict[str, Any], message: str) -> None:
+    with pytest.raises(MisconfigurationException, match=r"self.log\('x', ...\) was called twice in `training_step` "
+                                                        r"with different arguments: " + message):
+        make_trainer(tmp_path).fit(_LogsTwice({}, later))
+
+
+def test_logging_a_key_again_with_options_that_mean_the_same(tmp_path: Any) -> None:
+    # in training_step on_step defaults to True and on_epoch to False; "mean" is torch.mean; logger=None is True
+    same = dict(on_step=True, on_epoch=False, reduce_fx=torch.mean, logger=True)
+    trainer = make_trainer(tmp_path, max_epochs=1, limit_val_batches=0)
+    trainer.fit(_LogsTwice({}, same))
+    assert trainer.callback_metrics["x"].item() == pytest.approx(3 * trainer.callback_metrics["train_loss"].item())
+
+
+def test_logging_neither_on_step_nor_on_epoch(tmp_path: Any) -> None:
+    with pytest.raises(MisconfigurationException, match=r"on_step=False, on_epoch=False.*never report"):
+        make_trainer(tmp_path).fit(_LogIn("training_step", on_step=False, on_epoch=False))
+
+
 def test_log_outside_trainer_warns() -> None:
     model = BoringModel()
     with pytest.warns(UserWarning, match="outside a Trainer"):

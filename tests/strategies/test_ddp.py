@@ -375,10 +375,10 @@ def test_sync_dist_sum_counts_each_rank_once() -> None:
     results = _Results(training=True)
     for step in range(3):
         results.new_batch(torch.zeros(4, 1))
-        results.log("training_step", "s", torch.tensor(1.0), prog_bar=False, logger=True, on_step=True,
-                    on_epoch=True, reduce_fx="sum", add_dataloader_idx=True, batch_size=None, sync=twice)
-        results.log("training_step", "m", torch.tensor(float(step)), prog_bar=False, logger=True, on_step=True,
-                    on_epoch=True, reduce_fx="mean", add_dataloader_idx=True, batch_size=None, sync=twice)
+        for name, value, reduce_fx in (("s", 1.0, "sum"), ("m", float(step), "mean")):
+            # self.log's options: prog_bar, logger, on_step, on_epoch, reduce_fx, ..., sync_dist, ...
+            args = (False, True, True, True, reduce_fx, False, True, None, True, None, False)
+            results.log("training_step", name, torch.tensor(value), args, (True, True), None, twice)
     logged, _, _ = results.metrics(on_step=False)
     assert (logged["s_epoch"].item(), logged["m_epoch"].item()) == (6.0, 1.0)
     assert results.metrics(on_step=True)[0]["s_step"].item() == 2.0
