@@ -10,7 +10,7 @@ host sync) and works out the epoch's mean validation loss.
     python benchmarks/overhead.py                       # both data modes, table on stdout
     python benchmarks/overhead.py --data prebatched     # loop cost dominates
     python benchmarks/overhead.py --defaults            # progress bar, CSV logger, checkpoints ON
-    python benchmarks/overhead.py --paired 150 --epochs 4  # hand vs ember alternating in one process
+    python benchmarks/overhead.py --paired 100 --epochs 4  # the frameworks take turns in one process
     python benchmarks/overhead.py --json out.json
 
 Data modes: ``loader`` iterates a ``DataLoader`` over a ``TensorDataset`` (batch 32, shuffled);
@@ -278,34 +278,53 @@ def worker(args: argparse.Namespace) -> None:
 
 
 def paired_worker(args: argparse.Namespace) -> None:
-    """``--paired N``: hand and ember alternately in this one process, N pairs of short runs (the order flips
-    every pair). Each pair is seconds apart at most, so the ratio within a pair cancels the drift of a busy
-    machine that separate processes minutes apart do not; the median of the ratios is the statistic."""
+    """``--paired N``: the frameworks take turns inside this one process, N rounds of short runs (the order
+    rotates every round). A round lasts a few seconds, so the ratio within it cancels the drift of a busy machine
+    that separate processes minutes apart do not; the median of the per-round ratios is the statistic."""
     import torch
 
     torch.set_num_threads(args.threads)
-    import_framework("ember")
-    pairs: list[dict[str, float]] = []
+    names = args.frameworks.split(",")
+    for name in names:
+        if name != "hand":
+            import_framework(name)
+    rounds: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory(prefix="ember-bench-") as root:
         os.chdir(root)
-        for name in ("hand", "ember"):
-            run_once(name, args.data, args.warmup_epochs, False, os.path.join(root, "warmup"))
+        for name in names:
+            run_once(name, args.data, args.warmup_epochs, args.defaults, os.path.join(root, "warmup"))
         for i in range(args.paired):
-            order = ("hand", "ember") if i % 2 == 0 else ("ember", "hand")
-            runs = {name: run_once(name, args.data, args.epochs, False, os.path.join(root, f"run{i}"))
+            turn = i % len(names)
+            order = names[turn:] + names[:turn]
+            runs = {name: run_once(name, args.data, args.epochs, args.defaults, os.path.join(root, f"run{i}"))
                     for name in order}
-            pairs.append({name: 1e3 * r["loop_cpu_s"] / r["steps"] for name, r in runs.items()})
-    print("RESULT " + json.dumps({"data": args.data, "epochs": args.epochs, "pairs": pairs}), flush=True)
+            rounds.append({name: 1e3 * r["loop_cpu_s"] / r["steps"] for name, r in runs.items()})
+    print("RESULT " + json.dumps({"data": args.data, "epochs": args.epochs, "rounds": rounds}), flush=True)
 
 
-def print_paired(result: dict) -> None:
-    pairs = result["pairs"]
-    ratios = sorted(p["ember"] / p["hand"] for p in pairs)
-    q1, median, q3 = statistics.quantiles(ratios, n=4)
-    hand, ember = (statistics.median(p[name] for p in pairs) for name in ("hand", "ember"))
-    print(f"data={result['data']}: {len(pairs)} pairs of {result['epochs'] * 128}-step runs in one process, "
-          f"CPU ms/step: hand {hand:.4f}, ember {ember:.4f}; ember/hand per pair: median {median:.3f} "
-          f"(quartiles {q1:.3f}-{q3:.3f}, min {ratios[0]:.3f}, max {ratios[-1]:.3f})", flush=True)
+def summarize_paired(result: dict) -> dict:
+    """Per framework: median CPU ms/step, and the median (and quartiles) of its per-round ratio to the hand loop."""
+    rounds = result["rounds"]
+    summary: dict[str, dict] = {}
+    for name in rounds[0]:
+        ratios = sorted(r[name] / r["hand"] for r in rounds)
+        q1, median, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+        summary[name] = {"steps": result["epochs"] * 128, "cpu_ms_per_step": statistics.median(r[name] for r in rounds),
+                         "x_hand_cpu_ms_per_step": median, "x_hand_q1": q1, "x_hand_q3": q3, "x_hand_min": ratios[0],
+                         "x_hand_max": ratios[-1], "rounds_cpu_ms_per_step": [r[name] for r in rounds]}
+    return summary
+
+
+def print_paired(data: str, result: dict, summary: dict, args: argparse.Namespace) -> None:
+    flags = "  defaults=ON" if args.defaults else ""
+    print(f"\ndata={data}{flags}: {len(result['rounds'])} rounds of {result['epochs'] * 128}-step runs in one process, "
+          f"frameworks taking turns")
+    print(f"{'':10s} {'cpu ms/step':>11s} {'x hand (median of rounds)':>26s} {'quartiles':>13s} {'+us/step':>9s}")
+    hand = summary["hand"]["cpu_ms_per_step"]
+    for name, row in summary.items():
+        print(f"{name:10s} {row['cpu_ms_per_step']:11.4f} {row['x_hand_cpu_ms_per_step']:26.3f} "
+              f"{row['x_hand_q1']:6.3f}-{row['x_hand_q3']:.3f} {1e3 * (row['cpu_ms_per_step'] - hand):9.1f}",
+              flush=True)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -456,8 +475,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", default=None, help="write the results here")
     parser.add_argument("--verbose", action="store_true", help="print every run as it finishes")
     parser.add_argument("--paired", type=int, default=0, metavar="N",
-                        help="hand vs ember only: N pairs of runs alternating inside one process (see paired_worker); "
-                             "use with a small --epochs, e.g. --paired 40 --epochs 4")
+                        help="N rounds in which the frameworks (Lightning if this interpreter imports it) take turns "
+                             "inside one process (see paired_worker); use a small --epochs: --paired 100 --epochs 4")
     parser.add_argument("--worker", choices=FRAMEWORKS + ("paired",), default=None, help=argparse.SUPPRESS)
     parser.add_argument("--profile", default=None,
                         help="with --worker: write a cProfile of the timed run to this file")
@@ -469,15 +488,21 @@ def main(argv: list[str] | None = None) -> None:
         return
     modes = ("loader", "prebatched") if args.data == "both" else (args.data,)
     if args.paired:
+        names = [n for n in args.frameworks.split(",") if n != "lightning" or _can_import_lightning(sys.executable)]
+        if names[0] != "hand" or len(names) < 2:
+            parser.error("--paired needs --frameworks hand,... (the hand loop first)")
         results = {}
         for data in modes:
             cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "paired", "--data", data, "--epochs",
                    str(args.epochs), "--warmup-epochs", str(args.warmup_epochs), "--threads", str(args.threads),
-                   "--paired", str(args.paired)]
-            results[data] = run_worker(cmd, timeout=3600)
-            print_paired(results[data])
-        if args.json:
-            Path(args.json).write_text(json.dumps(results, indent=2))
+                   "--paired", str(args.paired), "--frameworks", ",".join(names)]
+            raw = run_worker(cmd + (["--defaults"] if args.defaults else []), timeout=3600)
+            results[data] = summarize_paired(raw)
+            print_paired(data, raw, results[data], args)
+        if args.json:  # the same layout as the table's JSON, so that plot.py reads either
+            meta = {"python": sys.version.split()[0], "cpus": os.cpu_count(), "threads": args.threads,
+                    "epochs": args.epochs, "paired": args.paired, "defaults": args.defaults}
+            Path(args.json).write_text(json.dumps({"meta": meta, "results": results}, indent=2))
         return
     pythons: dict[str, str] = {}
     for name in args.frameworks.split(","):
