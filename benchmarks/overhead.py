@@ -45,6 +45,11 @@ Method, and why:
   then prints plain epoch lines while Lightning still draws tqdm; ``--tty`` runs the workers on a
   pseudo-terminal so that both draw a live bar, as for a user at a terminal.
 
+- ``--paired N`` trades the fresh interpreters for steadiness: the frameworks take turns inside one process
+  (Lightning too, when this interpreter imports it), N rounds of ``--epochs`` each, and each framework's ratio
+  is the median of its per-round ratios to the hand loop. A round lasts seconds, so slow drift of a shared
+  machine, which moves separate processes minutes apart by ±10%, cancels within it.
+
 Profile one framework: ``--worker ember --data prebatched --inner 1 --profile out.prof`` writes a
 cProfile of the timed runs (see benchmarks/README.md).
 """

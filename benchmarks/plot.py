@@ -1,12 +1,14 @@
 """Bar chart of per-step time from ``overhead.py --json`` results (the figure in BENCHMARKS.md).
 
-    python benchmarks/overhead.py --json benchmarks/results/overhead.json
-    python benchmarks/overhead.py --defaults --json benchmarks/results/overhead_defaults.json
-    python benchmarks/plot.py benchmarks/results/overhead.json benchmarks/results/overhead_defaults.json \\
-        -o benchmarks/results/overhead.png
+    python benchmarks/overhead.py --paired 100 --epochs 4 --json benchmarks/results/overhead_paired.json
+    python benchmarks/overhead.py --paired 60 --epochs 4 --defaults \\
+        --json benchmarks/results/overhead_paired_defaults.json
+    python benchmarks/plot.py benchmarks/results/overhead_paired.json \\
+        benchmarks/results/overhead_paired_defaults.json -o benchmarks/results/overhead.png
 
-One panel per JSON file; in each, one group of bars per data mode (hand-written loop, ember, Lightning),
-height = median process CPU time per training step, label = ratio to the hand-written loop.
+(or the JSON of the separate-process table, ``overhead.py --json``). One panel per JSON file; in each, one group
+of bars per data mode (hand-written loop, ember, Lightning), height = median process CPU time per training step,
+label = ratio to the hand-written loop (with ``--paired``: the median of the per-round ratios).
 """
 
 from __future__ import annotations
