@@ -147,8 +147,7 @@ class _Results:
             sync: Callable[[torch.Tensor, str], torch.Tensor] | None) -> None:
         """Store ``value``; ``args`` are self.log's options as passed (see ``_LOG_OPTIONS``), ``rule`` the
         (on_step, on_epoch) they resolve to in hook ``fx``."""
-        add_dataloader_idx = args[8]
-        key = (fx, name) if self.dataloader_idx is None or not add_dataloader_idx else \
+        key = (fx, name) if self.dataloader_idx is None or not args[_ADD_DATALOADER_IDX] else \
             (fx, f"{name}/dataloader_idx_{self.dataloader_idx}")
         entry = self.entries.get(key)
         if entry is None:
@@ -215,6 +214,7 @@ class _Results:
 
 _LOG_OPTIONS = ("prog_bar", "logger", "on_step", "on_epoch", "reduce_fx", "enable_graph", "sync_dist",
                 "sync_dist_group", "add_dataloader_idx", "metric_attribute", "rank_zero_only")  # self.log's order
+_ADD_DATALOADER_IDX = _LOG_OPTIONS.index("add_dataloader_idx")
 
 
 def _meaning(args: tuple, rule: tuple[bool, bool]) -> tuple:
