@@ -234,7 +234,9 @@ class LightningModule(_HyperparametersMixin, nn.Module):
         if results is None:
             rank_zero_warn(f"self.log({name!r}, ...) was called outside a Trainer loop; the value is ignored.")
             return
-        sync = _reducer(trainer.strategy, sync_dist_group) if sync_dist and trainer.world_size > 1 else None
+        # rank_zero_only: logged by one process only, so a collective would wait forever for the others
+        sync = _reducer(trainer.strategy, sync_dist_group) if sync_dist and not rank_zero_only and \
+            trainer.world_size > 1 else None
         results.log(fx, name, value, args, rule, batch_size, sync)
 
     def log_dict(self, dictionary: Mapping[str, Any], prog_bar: bool = False, logger: bool | None = None,

@@ -173,6 +173,7 @@ def test_ddp_relaunches_the_script_and_matches_one_process(runs: Runs) -> None:
         assert (m["rank_mean"], m["rank_max"], m["rank_min"]) == (0.5, 1.0, 0.0)
         assert (m["rank_sum_step"], m["rank_sum_epoch"]) == (1.0, N_TRAIN // GLOBAL_BATCH)
         assert m["weighted"] == pytest.approx(0.75)  # rank 0: batch_size 1, rank 1: batch_size 3
+        assert m.get("rank0_only") == (7.0 if rank == 0 else None)  # not synced: rank 0's own value
         assert m["train_loss_epoch"] == pytest.approx(sum(last_losses) / len(last_losses), abs=1e-5)
         assert m["val_loss"] == pytest.approx(val_loss(fit_ref), abs=1e-5)
         assert r["pbar_disabled"] == (rank != 0)

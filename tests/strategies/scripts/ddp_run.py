@@ -62,6 +62,8 @@ class Regression(pl.LightningModule):
         self.log("rank_max", rank, on_step=False, on_epoch=True, reduce_fx="max", sync_dist=True)
         self.log("rank_min", rank, on_step=False, on_epoch=True, reduce_fx="min", sync_dist=True)
         self.log("weighted", rank, on_step=False, on_epoch=True, batch_size=1 + 2 * self.global_rank, sync_dist=True)
+        if self.global_rank == 0:  # logged by one rank only: rank_zero_only skips the sync that would wait for rank 1
+            self.log("rank0_only", rank + 7, on_step=False, on_epoch=True, sync_dist=True, rank_zero_only=True)
         return loss
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
