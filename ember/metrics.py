@@ -31,6 +31,7 @@ _FX_RULES: dict[str, tuple[bool, bool, bool, bool]] = {
 }
 _REDUCE_FX: dict[Any, str] = {"mean": "mean", "avg": "mean", torch.mean: "mean", "max": "max", torch.max: "max",
                               "min": "min", torch.min: "min", "sum": "sum", torch.sum: "sum"}
+_REDUCES = frozenset(_REDUCE_FX.values())
 
 
 def _is_metric(value: Any) -> bool:
@@ -57,7 +58,7 @@ class _Entry:
     """One logged key: its options and its running reduction."""
 
     __slots__ = ("name", "on_step", "on_epoch", "reduce", "prog_bar", "logger", "sync", "forked", "step_only",
-                 "total", "weight", "step_value", "metric", "computed", "args", "meaning")
+                 "total", "weight", "step_value", "metric", "computed", "args")
 
     def __init__(self, name: str, on_step: bool, on_epoch: bool, reduce: str, prog_bar: bool, logger: bool,
                  sync: Callable[[torch.Tensor, str], torch.Tensor] | None) -> None:
@@ -71,7 +72,6 @@ class _Entry:
         self.metric: Any = None
         self.computed: torch.Tensor | None = None
         self.args: tuple | None = None  # self.log's options as first passed (None: restored from a checkpoint)
-        self.meaning: tuple | None = None  # the same, with defaults resolved (see _meaning)
 
     def update(self, value: torch.Tensor, batch_size: int) -> None:
         # the step value is reduced across processes now; the epoch total keeps this process's own values and
@@ -168,17 +168,16 @@ class _Results:
     def _add(self, key: tuple[str, str], name: str, args: tuple, rule: tuple[bool, bool],
              sync: Callable[[torch.Tensor, str], torch.Tensor] | None) -> _Entry:
         """A key's first ``self.log``: check its name and reduction, and keep its options."""
-        prog_bar, logger, _, _, reduce_fx = args[:5]
         if "/dataloader_idx_" in name:
             raise MisconfigurationException(f"self.log({name!r}): names may not contain '/dataloader_idx_', "
                                             "which ember adds itself.")
-        reduce = _REDUCE_FX.get(reduce_fx)
-        if reduce is None:
+        prog_bar, logger, on_step, on_epoch, reduce = _meaning(args, rule)[:5]
+        if reduce not in _REDUCES:
             raise MisconfigurationException(
-                f"self.log({name!r}, ..., reduce_fx={reduce_fx!r}) is not supported; use 'mean', 'max', "
+                f"self.log({name!r}, ..., reduce_fx={reduce!r}) is not supported; use 'mean', 'max', "
                 "'min' or 'sum' (or log a torchmetrics Metric for other reductions).")
-        entry = self.entries[key] = _Entry(key[1], *rule, reduce, prog_bar, True if logger is None else logger, sync)
-        entry.args, entry.meaning = args, _meaning(args, rule)
+        entry = self.entries[key] = _Entry(key[1], on_step, on_epoch, reduce, prog_bar, logger, sync)
+        entry.args = args
         self.dataloader_keys.setdefault(self.dataloader_idx, set()).add(key)
         return entry
 
@@ -225,11 +224,11 @@ def _meaning(args: tuple, rule: tuple[bool, bool]) -> tuple:
 
 def _check_same_options(entry: _Entry, fx: str, name: str, args: tuple, rule: tuple[bool, bool]) -> None:
     """A key logged again with other options: fine if they mean the same, else an error (as in Lightning)."""
-    meaning = _meaning(args, rule)
-    if entry.meaning is None:  # restored from a checkpoint: the first call after resuming sets the options
-        entry.args, entry.meaning = args, meaning
+    if entry.args is None:  # restored from a checkpoint: the first call after resuming sets the options
+        entry.args = args
         return
-    changed = [f"{option}={new!r} (was {old!r})" for option, old, new in zip(_LOG_OPTIONS, entry.meaning, meaning)
+    before, now = _meaning(entry.args, (entry.on_step, entry.on_epoch)), _meaning(args, rule)
+    changed = [f"{option}={new!r} (was {old!r})" for option, old, new in zip(_LOG_OPTIONS, before, now)
                if old is not new and old != new]
     if changed:
         raise MisconfigurationException(
